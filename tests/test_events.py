@@ -1,0 +1,131 @@
+"""Contract 1: validation reasons, decoding, streaming with bounded memory, pass-through columns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from nudistill import events as ev
+from nudistill.errors import UserError
+from nudistill.simulate import simulate_table
+
+
+def _corrupt(table: pa.Table) -> tuple[pa.Table, dict[str, str]]:
+    """Break rows 1-6 in each contract-1 way; returns the table and {event_id: expected reason}."""
+    rows = table.to_pylist()
+    expected = {}
+    rows[1]["xz"] = rows[1]["xz"][:-3]
+    expected[rows[1]["event_id"]] = ev.BYTE_COUNT
+    rows[2]["yz"] = None
+    expected[rows[2]["event_id"]] = ev.NULL_VIEW
+    rows[3]["label"] = "nutau_cc"
+    expected[rows[3]["event_id"]] = ev.UNKNOWN_LABEL
+    rows[4]["event_id"] = rows[0]["event_id"]
+    expected_dup = rows[4]["event_id"]
+    rows[5]["height"] = 0
+    expected[rows[5]["event_id"]] = ev.BAD_SHAPE
+    rows[6]["width"] = -64
+    expected[rows[6]["event_id"]] = ev.BAD_SHAPE
+    out = pa.Table.from_pylist(rows, schema=table.schema)
+    return out, expected | {"__dup__": expected_dup}
+
+
+def test_schema_and_classes():
+    assert [f.name for f in ev.EVENT_SCHEMA] == ["event_id", "xz", "yz", "height", "width", "label"]
+    from nudistill import CLASSES
+    assert CLASSES == ("nue_cc", "numu_cc", "nc")
+
+
+def test_every_corruption_reported_with_its_reason_and_good_rows_decode():
+    table = simulate_table(20, res=32, seed=5)
+    bad, expected = _corrupt(table)
+    dup_id = expected.pop("__dup__")
+    ok, errors = ev.Validator()(bad)
+    got = {e.event_id: e.reason for e in errors if e.reason != ev.DUPLICATE_ID}
+    assert got == expected
+    dups = [e for e in errors if e.reason == ev.DUPLICATE_ID]
+    assert [e.event_id for e in dups] == [dup_id]
+    assert ok.sum() == 20 - 6  # rows 1-6 broken
+    assert all(e.status.startswith("error: ") and ev.reason_of(e.status) == e.reason for e in errors)
+    views = ev.decode_views(bad.filter(ok))
+    assert views.shape == (14, 2, 32, 32)
+    good = ev.decode_views(table)
+    np.testing.assert_array_equal(views[0], good[0])  # row 0 untouched
+
+
+def test_duplicates_are_caught_across_batches():
+    table = simulate_table(6, res=16, seed=1)
+    validate = ev.Validator()
+    ok1, _ = validate(table.slice(0, 3))
+    ok2, errors = validate(table.slice(2, 4))
+    assert ok1.all() and ok2.tolist() == [False, True, True, True]
+    assert errors[0].reason == ev.DUPLICATE_ID
+
+
+def test_expected_shape_rejects_other_resolutions():
+    table = simulate_table(3, res=16, seed=1)
+    ok, errors = ev.Validator(expected_shape=(32, 32))(table)
+    assert not ok.any() and {e.reason for e in errors} == {ev.BAD_SHAPE}
+    assert "differs from the expected 32x32" in errors[0].detail
+
+
+def test_decode_roundtrip_and_sliced_batches():
+    rng = np.random.default_rng(0)
+    views = rng.integers(0, 256, size=(5, 2, 7, 9), dtype=np.uint8)
+    cols = ev.encode_views(views)
+    batch = pa.record_batch([pa.array([f"e{i}" for i in range(5)]), cols["xz"], cols["yz"], cols["height"], cols["width"]],
+                            names=["event_id", "xz", "yz", "height", "width"])
+    np.testing.assert_array_equal(ev.decode_views(batch), views)
+    np.testing.assert_array_equal(ev.decode_views(batch.slice(2, 2)), views[2:4])
+
+
+def test_missing_column_is_a_user_error():
+    table = simulate_table(2, res=16).drop_columns(["yz"])
+    with pytest.raises(UserError, match="yz"):
+        ev.Validator()(table)
+
+
+def test_sources_file_directory_glob_and_uri(sim_dir):
+    n_dir = sum(b.num_rows for b in ev.iter_batches(sim_dir, batch_size=32))
+    assert n_dir == 120
+    files = sorted(sim_dir.glob("part-*.parquet"))
+    assert sum(b.num_rows for b in ev.iter_batches(files[0], batch_size=7)) == 40
+    assert sum(b.num_rows for b in ev.iter_batches(f"{sim_dir}/part-0000[12].parquet")) == 80
+    assert sum(b.num_rows for b in ev.iter_batches(f"file://{sim_dir}")) == 120
+    assert sum(b.num_rows for b in ev.iter_batches(sim_dir, limit=50)) == 50
+    assert ev.count_rows(sim_dir) == 120
+    with pytest.raises(UserError, match="does not exist"):
+        list(ev.iter_batches(sim_dir / "nope"))
+
+
+def test_extra_columns_pass_through(sim_dir):
+    batch = next(ev.iter_batches(sim_dir, batch_size=8))
+    assert {"concepts", "rationale", "lepton_energy_mev", "vertex_z_cm"} <= set(batch.schema.names)
+
+
+@pytest.mark.slow
+def test_streaming_memory_stays_near_one_batch(tmp_path):
+    """A dataset 12x larger than a batch streams with peak Arrow memory near one batch, not the dataset."""
+    from nudistill.simulate import SimConfig, write_dataset
+
+    write_dataset(SimConfig(n=1200, res=128, seed=2, rows_per_file=100), tmp_path, progress_bar=False)
+    batch_size = 100
+    batch_bytes = batch_size * 2 * 128 * 128
+    pool = pa.default_memory_pool()
+    base = pool.bytes_allocated()
+    peak, n = 0, 0
+    for batch in ev.iter_batches(tmp_path, batch_size=batch_size):
+        n += batch.num_rows
+        peak = max(peak, pool.bytes_allocated() - base)
+        ev.decode_views(batch)
+    dataset_bytes = 12 * batch_bytes
+    assert n == 1200
+    assert peak < 4 * batch_bytes, f"peak {peak / 1e6:.1f} MB vs one batch {batch_bytes / 1e6:.1f} MB"
+    assert peak < dataset_bytes / 3
+
+
+def test_multi_hot_order():
+    m = ev.concepts_to_multi_hot([["em_shower", "proton_stub"], None, ["unknown"]])
+    assert m.tolist()[0] == [0, 1, 0, 1, 0, 0] and m[1:].sum() == 0
