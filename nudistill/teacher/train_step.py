@@ -1,0 +1,163 @@
+"""One fine-tuning run's model, optimiser and batches (used by finetune.py): build, step, checkpoint, save."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from nudistill.errors import UserError
+from nudistill.teacher.data import Labelled
+from nudistill.teacher.inputs import encode_prompt, phrase_table
+from nudistill.teacher.prompt import build_prompt
+from nudistill.teacher.spec import TeacherSpec
+
+
+class Trainer:
+    """Model (full, LoRA or QLoRA), AdamW + warm-up/cosine schedule, and the answer-only loss."""
+
+    def __init__(self, cfg, model, processor, spec: TeacherSpec, base_dir: Path, device: str):
+        self.cfg, self.model, self.processor, self.spec = cfg, model, processor, spec
+        self.base_dir, self.device = base_dir, device
+        self.tokenizer = processor.tokenizer
+        self.prompt = build_prompt(processor)
+        self.table = phrase_table(self.tokenizer, spec.phrases())
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optim = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.sched = None
+
+    @classmethod
+    def build(cls, cfg, device: str) -> Trainer:
+        from nudistill.teacher.loading import load_model, load_processor, resolve_dir
+
+        base_dir = resolve_dir(cfg.base)
+        spec = TeacherSpec.load(base_dir)
+        if spec.base or spec.adapter:
+            raise UserError(f"--base {cfg.base} is an adapter teacher; fine-tune from a full model directory")
+        torch.manual_seed(cfg.seed)
+        model = load_model(base_dir, "4bit" if cfg.mode == "qlora" else None, False, device)
+        if cfg.mode == "full":
+            model.requires_grad_(True)
+        else:
+            model = _with_lora(model, cfg)
+        model.train()
+        return cls(cfg, model, load_processor(base_dir, False), spec, base_dir, device)
+
+    def schedule(self, total: int) -> None:
+        """Linear warm-up, then cosine decay to 10% of the peak over ``total`` steps."""
+        warm = min(self.cfg.warmup, max(1, total // 10))
+
+        def factor(step: int) -> float:
+            if step < warm:
+                return (step + 1) / warm
+            return 0.1 + 0.45 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.optim, factor)
+
+    # ---- batches and loss -----------------------------------------------------------------------
+    def answer_ids(self, y: int, rationale: str | None) -> list[int]:
+        ids = list(self.table.tokens[y])
+        if self.cfg.rationale and rationale:
+            ids += self.tokenizer(" " + rationale.strip(), add_special_tokens=False)["input_ids"]
+        return ids + [self.tokenizer.eos_token_id]
+
+    def batch(self, data: Labelled) -> tuple[dict, torch.Tensor, torch.Tensor]:
+        """Model inputs (prompt + answers, right padded), answer ids (B, La) and their mask."""
+        enc = encode_prompt(self.processor, self.prompt, data.views, self.spec.view_size)
+        answers = [self.answer_ids(int(y), r) for y, r in zip(data.y, data.rationale)]
+        width = max(len(a) for a in answers)
+        ans = torch.full((len(answers), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ans)
+        for i, a in enumerate(answers):
+            ans[i, : len(a)], mask[i, : len(a)] = torch.tensor(a), 1
+        xmask = enc["cross_attention_mask"]
+        inputs = dict(input_ids=torch.cat([enc["input_ids"], ans], 1),
+                      attention_mask=torch.cat([enc["attention_mask"], mask], 1),
+                      cross_attention_mask=torch.cat([xmask, xmask[:, -1:].expand(-1, width, -1, -1)], 1),
+                      pixel_values=enc["pixel_values"], aspect_ratio_ids=enc["aspect_ratio_ids"],
+                      aspect_ratio_mask=enc["aspect_ratio_mask"])
+        return {k: v.to(self.device) for k, v in inputs.items()}, ans.to(self.device), mask.to(self.device)
+
+    def loss(self, data: Labelled) -> torch.Tensor:
+        """Mean cross-entropy over answer tokens only (prompt and padding excluded)."""
+        inputs, ans, mask = self.batch(data)
+        width = ans.shape[1]
+        logits = self.model(**inputs, use_cache=False, logits_to_keep=width + 1).logits[:, :width]  # (B, La, V)
+        nll = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), ans, reduction="none")
+        return (nll * mask).sum() / mask.sum()
+
+    def step(self, data: Labelled) -> float:
+        self.model.train()
+        loss = self.loss(data)
+        self.optim.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.optim.step()
+        self.sched.step()
+        return float(loss.detach())
+
+    # ---- evaluation view, checkpoints, output -------------------------------------------------------
+    def as_teacher(self):
+        """The model being trained, wrapped as a Teacher (eval mode) for mid-run evaluation."""
+        from nudistill.teacher.core import Teacher
+
+        self.model.eval()
+        return Teacher(self.model, self.processor, replace(self.spec), root=self.base_dir, base_dir=self.base_dir,
+                       quantize="4bit" if self.cfg.mode == "qlora" else None, device=self.device)
+
+    def checkpoint(self, directory: Path, step: int, history: list[dict]) -> None:
+        """Atomically save trainable weights, optimiser, schedule and history."""
+        directory.mkdir(parents=True, exist_ok=True)
+        trainable = {n: p.detach().cpu() for n, p in self.model.named_parameters() if p.requires_grad}
+        state = dict(trainable=trainable, optim=self.optim.state_dict(), sched=self.sched.state_dict(), step=step,
+                     history=history, fingerprint=self.cfg.fingerprint())
+        tmp = directory / "state.pt.tmp"
+        torch.save(state, tmp)
+        os.replace(tmp, directory / "state.pt")
+
+    def resume(self, directory: Path) -> tuple[int, list[dict]]:
+        """Continue from ``directory/state.pt`` if a run with the same settings left one; else step 0."""
+        path = directory / "state.pt"
+        if not path.is_file():
+            return 0, []
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        if state["fingerprint"] != self.cfg.fingerprint():
+            raise UserError(f"{directory} holds a checkpoint of a run with other settings; "
+                            "remove it or choose another --out")
+        params = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for name, value in state["trainable"].items():
+                params[name].copy_(value)
+        self.optim.load_state_dict(state["optim"])
+        self.sched.load_state_dict(state["sched"])
+        return int(state["step"]), list(state["history"])
+
+    def clear_checkpoint(self, directory: Path) -> None:
+        shutil.rmtree(directory, ignore_errors=True)
+
+    def save(self, out: Path) -> None:
+        """Write a loadable teacher: full weights, or the adapter plus a teacher.json naming the base."""
+        out.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(out)
+        self.processor.save_pretrained(out)
+        spec = replace(self.spec, temperature=1.0)
+        if self.cfg.mode != "full":
+            local = Path(self.cfg.base).expanduser()
+            spec = replace(spec, base=str(local.resolve()) if local.is_dir() else self.cfg.base,
+                           quantize="4bit" if self.cfg.mode == "qlora" else None)
+        spec.save(out)
+
+
+def _with_lora(model, cfg):
+    """peft LoRA on the attention and MLP projections of vision and text (base weights frozen)."""
+    from peft import LoraConfig, get_peft_model
+
+    from nudistill.teacher.finetune import LORA_TARGETS
+
+    lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=LORA_TARGETS, bias="none")
+    return get_peft_model(model, lora)
