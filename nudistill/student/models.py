@@ -1,0 +1,156 @@
+"""The two-view student network and its config: raw uint8 pixel maps in, class and concept logits out.
+
+All preprocessing lives in ``forward`` so that the ONNX export carries it (DESIGN.md contract 3):
+uint8 ``xz``/``yz`` ``(B, H, W)`` -> float -> max-pool by ``pool`` -> log scale of the ADC -> CNN.
+
+Why max-pool first (issue 6): events are sparse (~1% of pixels lit) and tracks are one pixel wide with
+~40 ADC; a strided convolution or an average pool dilutes or skips them, a max-pool keeps every track
+while cutting the pixels (and the compute) by ``pool**2``. The log scale keeps thin tracks (~40 ADC) and
+saturated showers (255) within a factor ~1.5 of each other instead of 6.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from nudistill import CLASSES, CONCEPTS
+from nudistill.errors import UserError
+from nudistill.student.blocks import ConvNormAct, InvertedResidual, make_divisible
+
+# MobileNetV2 stages: (expansion t, channels c, repeats n, first stride s), Sandler et al. 2018, Table 2.
+MBV2_STAGES: tuple[tuple[int, int, int, int], ...] = (
+    (1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1),
+)
+SCALES = ("log", "sqrt", "linear")
+NORMS = ("bn", "gn", "none")
+
+
+@dataclass
+class StudentConfig:
+    """Everything needed to rebuild a student; saved as ``config.json`` beside its weights."""
+
+    name: str
+    """Registry name the config came from."""
+    height: int = 512
+    """Input pixel-map height (H) of both views."""
+    width: int = 512
+    """Input pixel-map width (W, z along the beam) of both views."""
+    classes: tuple[str, ...] = CLASSES
+    """Class order of the class logits."""
+    concepts: tuple[str, ...] = CONCEPTS
+    """Concept order of the concept logits."""
+    pool: int = 1
+    """Max-pool factor applied to the raw maps inside forward (1 = none)."""
+    scale: str = "log"
+    """ADC scaling: log (log1p(x)/log 256), sqrt (sqrt(x/255)) or linear (x/255)."""
+    stem_channels: int = 32
+    """Stem output channels before the width multiplier."""
+    stem_stride: int = 2
+    """Stride of the stem convolution (kernel = max(3, stride + 1))."""
+    width_mult: float = 1.0
+    """Channel multiplier for every layer (MobileNet width)."""
+    stages: tuple[tuple[int, int, int, int], ...] = MBV2_STAGES
+    """Inverted-residual stages: (expansion, channels, repeats, first stride)."""
+    last_channels: int = 1280
+    """Channels of the final 1x1 convolution of each branch (not width-scaled below this)."""
+    se: bool = True
+    """Squeeze-and-excitation in every inverted residual."""
+    shared: bool = False
+    """One backbone for both views (siamese weights) instead of one per view."""
+    norm: str = "bn"
+    """Norm layer: bn (folds into conv at export), gn or none."""
+    bn_momentum: float = 0.1
+    """BatchNorm running-stat momentum (stats are also recomputed before eval, see train.py)."""
+    head_hidden: int = 256
+    """Hidden units of the merged head (0 = linear heads)."""
+    dropout: float = 0.1
+    """Dropout before the output layers."""
+    overrides: dict = field(default_factory=dict)
+    """The overrides passed to create_student on top of the registry defaults."""
+
+    def __post_init__(self):
+        self.classes, self.concepts = tuple(self.classes), tuple(self.concepts)
+        self.stages = tuple(tuple(int(v) for v in s) for s in self.stages)
+        if self.height <= 0 or self.width <= 0:
+            raise UserError(f"student input size must be positive, got {self.height}x{self.width}")
+        if self.pool < 1 or self.height % self.pool or self.width % self.pool:
+            raise UserError(f"pool={self.pool} must be >= 1 and divide the input size {self.height}x{self.width}")
+        if self.scale not in SCALES:
+            raise UserError(f"scale {self.scale!r} is not one of {', '.join(SCALES)}")
+        if self.norm not in NORMS:
+            raise UserError(f"norm {self.norm!r} is not one of {', '.join(NORMS)}")
+        if self.width_mult <= 0 or self.stem_stride < 1:
+            raise UserError("width_mult must be positive and stem_stride >= 1")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def scale_adc(x: torch.Tensor, kind: str) -> torch.Tensor:
+    """Map float ADC counts in [0, 255] to about [0, 1]."""
+    if kind == "log":
+        return torch.log1p(x) * (1.0 / math.log(256.0))
+    if kind == "sqrt":
+        return torch.sqrt(x * (1.0 / 255.0))
+    return x * (1.0 / 255.0)
+
+
+class Backbone(nn.Module):
+    """One view's feature extractor: stem -> inverted residual stages -> 1x1 conv -> global mean."""
+
+    def __init__(self, cfg: StudentConfig):
+        super().__init__()
+        w, norm, mom = cfg.width_mult, cfg.norm, cfg.bn_momentum
+        cin = make_divisible(cfg.stem_channels * w)
+        layers: list[nn.Module] = [ConvNormAct(1, cin, max(3, cfg.stem_stride + 1), cfg.stem_stride, norm=norm, momentum=mom)]
+        for t, c, n, s in cfg.stages:
+            cout = make_divisible(c * w)
+            for i in range(n):
+                layers.append(InvertedResidual(cin, cout, s if i == 0 else 1, t, cfg.se, norm, mom))
+                cin = cout
+        self.out_channels = make_divisible(cfg.last_channels * max(1.0, w)) if cfg.last_channels else cin
+        if cfg.last_channels:
+            layers.append(ConvNormAct(cin, self.out_channels, 1, norm=norm, momentum=mom))
+        self.features = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x).mean((2, 3))  # (B, C)
+
+
+class TwoViewStudent(nn.Module):
+    """Two views, one (shared) or two backbones, features concatenated, class and concept heads.
+
+    ``forward(xz, yz)`` takes uint8 ``(B, H, W)`` maps and returns ``(class_logits (B, 3),
+    concept_logits (B, K))``. ``self.cfg`` is the :class:`StudentConfig`.
+    """
+
+    def __init__(self, cfg: StudentConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.backbone_xz = Backbone(cfg)
+        self.backbone_yz = self.backbone_xz if cfg.shared else Backbone(cfg)
+        feat = 2 * self.backbone_xz.out_channels
+        if cfg.head_hidden:
+            self.neck = nn.Sequential(nn.Linear(feat, cfg.head_hidden), nn.ReLU(inplace=True), nn.Dropout(cfg.dropout))
+            feat = cfg.head_hidden
+        else:
+            self.neck = nn.Dropout(cfg.dropout)
+        self.class_head = nn.Linear(feat, len(cfg.classes))
+        self.concept_head = nn.Linear(feat, len(cfg.concepts))
+
+    def preprocess(self, view: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, H, W) -> float (B, 1, H/pool, W/pool) in about [0, 1]."""
+        x = view.unsqueeze(1).to(torch.float32)
+        if self.cfg.pool > 1:
+            x = F.max_pool2d(x, self.cfg.pool)  # keeps one-pixel tracks that a stride would skip
+        return scale_adc(x, self.cfg.scale)
+
+    def forward(self, xz: torch.Tensor, yz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        f = torch.cat([self.backbone_xz(self.preprocess(xz)), self.backbone_yz(self.preprocess(yz))], dim=1)
+        h = self.neck(f)  # (B, hidden)
+        return self.class_head(h), self.concept_head(h)

@@ -1,0 +1,88 @@
+"""The student registry: ``create_student(name, **overrides)`` (STYLE 4, after timm's ``@register_model``).
+
+Each entry is a function returning the default :class:`StudentConfig` fields of one student, including its
+input size and preprocessing. Latencies quoted below are ONNX Runtime, fp32, batch 1, one thread, 512²
+two views on this 2-core machine (``bench/online.py`` measures them for every entry).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from nudistill.errors import UserError
+from nudistill.student.models import MBV2_STAGES, StudentConfig, TwoViewStudent
+
+_REGISTRY: dict[str, Callable[[], dict]] = {}
+
+DEFAULT_STUDENT = "lean_pool4"
+"""The latency-lean default (issue 7's budget: p99 <= 5 ms at 512², batch 1, one thread)."""
+
+LEAN_STAGES = ((1, 16, 1, 1), (4, 24, 2, 2), (4, 32, 2, 2), (4, 64, 2, 2), (4, 96, 1, 1))
+"""A shortened MobileNetV2 stage list for the lean students: total stride 16 after the stem."""
+
+
+def _lean(**changes) -> dict:
+    """The lean family: width 0.5, shortened stages, siamese weights, small head; ``changes`` on top."""
+    return dict(width_mult=0.5, stages=LEAN_STAGES, last_channels=256, head_hidden=128, shared=True) | changes
+
+
+def register(fn: Callable[[], dict]) -> Callable[[], dict]:
+    """Decorator: register a student by its function name."""
+    _REGISTRY[fn.__name__] = fn
+    return fn
+
+
+def list_students() -> list[str]:
+    """Registered student names, default first."""
+    return sorted(_REGISTRY, key=lambda n: (n != DEFAULT_STUDENT, n))
+
+
+def student_config(name: str, **overrides) -> StudentConfig:
+    """The resolved config of student ``name`` with ``overrides`` applied (unknown keys are an error)."""
+    if name not in _REGISTRY:
+        raise UserError(f"unknown student {name!r}; choose one of {', '.join(list_students())}")
+    fields = _REGISTRY[name]()
+    unknown = set(overrides) - set(StudentConfig.__dataclass_fields__) - {"name", "overrides"}
+    if unknown:
+        raise UserError(f"student {name!r} has no option(s) {', '.join(sorted(unknown))}")
+    fields.update(overrides)
+    return StudentConfig(name=name, overrides=dict(overrides), **fields)
+
+
+def create_student(name: str = DEFAULT_STUDENT, **overrides) -> TwoViewStudent:
+    """Build a freshly initialised student; ``model.cfg`` holds its config."""
+    return TwoViewStudent(student_config(name, **overrides))
+
+
+@register
+def siamese_mbv2() -> dict:
+    """The paper's baseline: siamese MobileNetV2 branches with SE at full resolution, concatenated (~3.4M params).
+
+    ~80 ms per event at 512²: far over the online budget; kept as the accuracy reference.
+    """
+    return dict(pool=1, stem_stride=2, width_mult=1.0, last_channels=1280, head_hidden=0, shared=True,
+                stages=MBV2_STAGES[:-1])  # without the 320-channel stage: SE blocks add ~1M parameters
+
+
+@register
+def lean_stride4() -> dict:
+    """Full-resolution input, stride-4 stem, width 0.5, shared weights (~0.09 GMAC; p50 ~3.5 ms, p99 ~4.3 ms)."""
+    return _lean(pool=1, stem_stride=4)
+
+
+@register
+def lean_pool4() -> dict:
+    """The default: max-pool 512² -> 128² inside forward, then the lean net (trains ~16x faster than lean_stride4)."""
+    return _lean(pool=4, stem_stride=2)
+
+
+@register
+def lean_pool2() -> dict:
+    """Max-pool 512² -> 256², stride-2 stem: more resolution than the default, ~4x its compute."""
+    return _lean(pool=2, stem_stride=2)
+
+
+@register
+def tiny_pool8() -> dict:
+    """Max-pool 512² -> 64², the cheapest student: for the trade-off table and fast tests."""
+    return _lean(pool=8, stem_stride=2, stages=LEAN_STAGES[:-1], last_channels=128, head_hidden=64)

@@ -1,0 +1,92 @@
+"""Student registry, forward contract, checkpoint round trip and ONNX traceability (tiny 64² inputs)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from nudistill import CLASSES, CONCEPTS
+from nudistill.errors import UserError
+from nudistill.student import (DEFAULT_STUDENT, create_student, list_students, load_student, save_student,
+                               student_config)
+from nudistill.student.profile import count_macs, count_params
+
+torch.set_num_threads(1)
+RES = 64
+
+
+def _views(b: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    xz = torch.randint(0, 256, (b, RES, RES), generator=g, dtype=torch.uint8)
+    yz = torch.randint(0, 256, (b, RES, RES), generator=g, dtype=torch.uint8)
+    return xz, yz
+
+
+def test_registry_lists_default_first_and_the_baseline():
+    names = list_students()
+    assert names[0] == DEFAULT_STUDENT
+    assert "siamese_mbv2" in names
+
+
+@pytest.mark.parametrize("name", list_students())
+def test_forward_contract_and_round_trip(name, tmp_path):
+    m = create_student(name, height=RES, width=RES).eval()
+    assert (m.cfg.height, m.cfg.width, m.cfg.classes, m.cfg.concepts) == (RES, RES, CLASSES, CONCEPTS)
+    xz, yz = _views(3)
+    with torch.no_grad():
+        logits, concepts = m(xz, yz)
+    assert logits.shape == (3, len(CLASSES)) and concepts.shape == (3, len(CONCEPTS))
+    save_student(m, tmp_path / "ckpt", extra_meta={"teacher": "t0"})
+    back = load_student(tmp_path / "ckpt")
+    assert not back.training and back.cfg == m.cfg and back.meta == {"teacher": "t0"}
+    with torch.no_grad():
+        torch.testing.assert_close(back(xz, yz)[0], logits)
+
+
+def test_baseline_has_about_paper_parameter_count():
+    assert 3.0e6 < count_params(create_student("siamese_mbv2")) < 3.8e6
+
+
+def test_default_is_cheaper_than_stride4_stem():
+    assert count_macs(create_student(DEFAULT_STUDENT)) < count_macs(create_student("lean_stride4"))
+
+
+def test_overrides_are_recorded_and_unknown_ones_refused():
+    cfg = student_config(DEFAULT_STUDENT, width_mult=0.25)
+    assert cfg.width_mult == 0.25 and cfg.overrides == {"width_mult": 0.25}
+    with pytest.raises(UserError, match="no option"):
+        create_student(DEFAULT_STUDENT, wings=2)
+    with pytest.raises(UserError, match="unknown student"):
+        create_student("resnet9000")
+    with pytest.raises(UserError, match="divide"):
+        create_student(DEFAULT_STUDENT, height=66, width=66)
+
+
+def test_bad_checkpoints_name_the_file(tmp_path):
+    with pytest.raises(UserError, match="config.json"):
+        load_student(tmp_path / "nowhere")
+    save_student(create_student(DEFAULT_STUDENT, height=RES, width=RES), tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"not a tensor file")
+    with pytest.raises(UserError, match="model.safetensors"):
+        load_student(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"oops": 1}))
+    with pytest.raises(UserError, match="config.json"):
+        load_student(tmp_path)
+
+
+def test_default_student_exports_to_onnx_with_dynamic_batch(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    m = create_student(DEFAULT_STUDENT, height=RES, width=RES).eval()
+    xz, yz = _views(2)
+    path = tmp_path / "m.onnx"
+    torch.onnx.export(m, (xz, yz), str(path), input_names=["xz", "yz"], output_names=["logits", "concepts"],
+                      dynamic_axes={k: {0: "N"} for k in ("xz", "yz", "logits", "concepts")}, dynamo=False)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for b in (1, 5):
+        xz, yz = _views(b, seed=b)
+        out = sess.run(None, {"xz": xz.numpy(), "yz": yz.numpy()})[0]
+        with torch.no_grad():
+            np.testing.assert_allclose(out, m(xz, yz)[0].numpy(), atol=1e-4)
