@@ -104,15 +104,8 @@ def _relative(root: Path, ref: str) -> Path | str:
     return candidate if candidate.exists() else ref
 
 
-def load_teacher(path_or_hub_id: str | Path, quantize: str | None = None, adapter: str | Path | None = None,
-                 merge_adapter: bool = False, trust_remote_code: bool = False, device: str | None = None):
-    """Load a :class:`~nudistill.teacher.core.Teacher` from a teacher directory or hub id.
-
-    ``teacher.json`` (if present) gives the label phrases and temperature; for an adapter-only
-    directory it also names the base model. Colliding label phrases are refused here.
-    """
-    from nudistill.teacher.core import Teacher
-
+def resolve_parts(path_or_hub_id: str | Path, quantize: str | None = None, adapter: str | Path | None = None):
+    """``(root, spec, base_dir, adapter_dir, quantize)`` of a teacher, as teacher.json and the arguments say."""
     root = resolve_dir(path_or_hub_id)
     spec = TeacherSpec.load(root)
     base_dir = resolve_dir(_relative(root, spec.base)) if spec.base else root
@@ -122,7 +115,19 @@ def load_teacher(path_or_hub_id: str | Path, quantize: str | None = None, adapte
         adapter_dir = resolve_dir(_relative(root, spec.adapter))
     else:
         adapter_dir = root if spec.base else None
-    quantize = quantize if quantize is not None else spec.quantize
+    return root, spec, base_dir, adapter_dir, (quantize if quantize is not None else spec.quantize)
+
+
+def load_teacher(path_or_hub_id: str | Path, quantize: str | None = None, adapter: str | Path | None = None,
+                 merge_adapter: bool = False, trust_remote_code: bool = False, device: str | None = None):
+    """Load a :class:`~nudistill.teacher.core.Teacher` from a teacher directory or hub id.
+
+    ``teacher.json`` (if present) gives the label phrases and temperature; for an adapter-only
+    directory it also names the base model. Colliding label phrases are refused here.
+    """
+    from nudistill.teacher.core import Teacher
+
+    root, spec, base_dir, adapter_dir, quantize = resolve_parts(path_or_hub_id, quantize, adapter)
     device = default_device(device)
     has_processor = any((root / f).is_file() for f in ("processor_config.json", "preprocessor_config.json"))
     processor = load_processor(root if has_processor else base_dir, trust_remote_code)
