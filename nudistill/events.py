@@ -80,10 +80,12 @@ class Validator:
     """Checks record batches against contract 1, remembering ids to catch duplicates across batches.
 
     ``expected_shape`` (H, W), when given, also rejects events of another resolution.
+    ``track_duplicates=False`` leaves duplicate ids to the caller (a distributed job decides globally).
     """
 
-    def __init__(self, expected_shape: tuple[int, int] | None = None):
+    def __init__(self, expected_shape: tuple[int, int] | None = None, track_duplicates: bool = True):
         self.expected_shape = expected_shape
+        self.track_duplicates = track_duplicates
         self._seen: set[str] = set()
 
     def __call__(self, batch: pa.RecordBatch | pa.Table) -> tuple[np.ndarray, list[RowError]]:
@@ -117,7 +119,7 @@ class Validator:
             known = pc.is_in(labels, value_set=pa.array(CLASSES)).fill_null(True)
             bad = ~np.asarray(known)
             flag(bad, UNKNOWN_LABEL, lambda i: f"label {labels[i].as_py()!r} is not one of {', '.join(CLASSES)}")
-        for i, eid in enumerate(ids):
+        for i, eid in enumerate(ids if self.track_duplicates else ()):
             if reasons[i] is None and eid is not None:
                 if eid in self._seen:
                     reasons[i] = (DUPLICATE_ID, f"event_id {eid!r} appeared earlier in the dataset")

@@ -1,0 +1,168 @@
+"""Ray wiring of labelling: read_parquet -> prefilter -> teacher actors -> atomic Parquet sink -> summary.
+
+This is the only labelling module that imports Ray; the stages it wires live in actor.py and
+outdir.py and run without a cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+
+import numpy as np
+import pyarrow as pa
+import ray
+from ray.data import ActorPoolStrategy, DataContext, Datasink
+
+from nudistill.config import config_dict
+from nudistill.errors import UserError
+from nudistill.events import reason_of, resolve_dataset
+from nudistill.label.actor import BUSY, REPLICA, ROW, LabelActor, prefilter
+from nudistill.label.config import LabelConfig
+from nudistill.label.outdir import OutputDir
+from nudistill.log import get_logger, say
+
+log = get_logger("label")
+MAX_BLOCK_ROWS = 512  # a block is the unit of commit: at most this many events are redone after a kill
+
+
+def ensure_ray(address: str | None = None) -> None:
+    """Connect to the cluster at ``address`` / RAY_ADDRESS, or start an embedded local Ray."""
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:
+        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+
+
+class LabelSink(Datasink):
+    """A Ray Data datasink that commits each block as one atomic part file (see outdir.py)."""
+
+    def __init__(self, out: str):
+        self.out_uri = out
+        self.replicas: Counter = Counter()
+        self.busy: Counter = Counter()
+
+    def write(self, blocks, ctx) -> dict:
+        out, rows, busy = OutputDir(self.out_uri), Counter(), Counter()
+        for block in blocks:
+            table = block if isinstance(block, pa.Table) else pa.Table.from_pandas(block)
+            if table.num_rows == 0:
+                continue
+            for rep, sec in zip(table.column(REPLICA).to_pylist(), table.column(BUSY).to_numpy()):
+                rows[rep] += 1
+                busy[rep] += float(sec)
+            out.write_part(table.drop_columns([REPLICA, BUSY]))
+        return {"rows": dict(rows), "busy": dict(busy)}
+
+    def on_write_complete(self, write_result) -> None:
+        for ret in write_result.write_returns:
+            self.replicas.update(ret["rows"])
+            self.busy.update(ret["busy"])
+
+    @property
+    def supports_distributed_writes(self) -> bool:
+        return True
+
+
+def _plan(ds) -> tuple[int, dict[str, int]]:
+    """One pass over (event_id, row_hash): the row count and, per duplicated id, the row that keeps it."""
+    counts: Counter = Counter()
+    first: dict[str, int] = {}
+    n = 0
+    for batch in ds.select_columns(["event_id", ROW]).iter_batches(batch_format="pyarrow", batch_size=65536):
+        n += batch.num_rows
+        for eid, row in zip(batch.column("event_id").to_pylist(), batch.column(ROW).to_pylist()):
+            counts[eid] += 1
+            first[eid] = min(first.get(eid, row), row)
+    return n, {eid: first[eid] for eid, c in counts.items() if c > 1 and eid is not None}
+
+
+def _resources(cfg: LabelConfig) -> tuple[float, int]:
+    """CPUs to reserve per actor and torch threads inside it."""
+    if cfg.cpus_per_replica is not None:
+        cpus = cfg.cpus_per_replica
+    elif cfg.gpus_per_replica > 0:
+        cpus = 1.0
+    else:  # leave one CPU for reading and writing, or the job stalls on a small machine
+        total = ray.cluster_resources().get("CPU", 1.0)
+        cpus = max(0.1, min(1.0, (total - 1.0) / cfg.replicas))
+    return cpus, max(1, int(cpus))
+
+
+def _block_bytes(source, cfg: LabelConfig) -> int:
+    """Target block size in bytes: ~4 blocks per replica, between 2 batches and MAX_BLOCK_ROWS events."""
+    n = source.count_rows()
+    n = min(n, cfg.max_events or n)
+    first = next(source.to_batches(columns=["height", "width"], batch_size=1), None)
+    event_bytes = 2 * int(first.column("height")[0].as_py() * first.column("width")[0].as_py()) if first else 1
+    rows = int(min(MAX_BLOCK_ROWS, max(2 * cfg.batch_size, n // (4 * cfg.replicas))))
+    return max(rows * event_bytes, 64 * 1024)
+
+
+def run_label(cfg: LabelConfig) -> dict:
+    """Label ``cfg.events`` into ``cfg.out`` (contract 2); resumable, exactly once. Returns the summary."""
+    from nudistill.teacher.identity import teacher_id_of
+
+    t0 = time.perf_counter()
+    teacher_id = teacher_id_of(cfg.teacher, cfg.quantize, cfg.adapter)
+    out = OutputDir(cfg.out)
+    out.claim(teacher_id, {"teacher": cfg.teacher, "events": cfg.events, "config": config_dict(cfg)})
+    source = resolve_dataset(cfg.events)
+    done = out.committed_rows()
+
+    ensure_ray()
+    ctx = DataContext.get_current()
+    ctx.execution_no_progress_timeout_s = cfg.no_progress_timeout_s
+    ctx.target_max_block_size = _block_bytes(source, cfg)  # blocks small enough that every replica gets work
+    if cfg.max_events:
+        ctx.execution_options.preserve_order = True  # the same first N rows on every rerun
+    ds = ray.data.read_parquet(source.files, filesystem=source.filesystem, include_row_hash=True)
+    if cfg.max_events:
+        ds = ds.limit(cfg.max_events)
+    n_in, dup_winner = _plan(ds)
+    todo = n_in - len(done)
+    log.info("labelling %d of %d events (%d already committed) with teacher %s", todo, n_in, len(done), teacher_id)
+    cpus, threads = _resources(cfg)
+    sink = LabelSink(cfg.out)
+    (ds.map_batches(prefilter, fn_kwargs={"done": done, "dup_winner": dup_winner}, batch_format="pyarrow",
+                    batch_size=None, num_cpus=0.1)
+       .map_batches(LabelActor, fn_constructor_kwargs=dict(
+                        teacher=cfg.teacher, out=cfg.out, rationale=cfg.rationale, quantize=cfg.quantize,
+                        adapter=cfg.adapter, max_attempts=cfg.max_attempts, threads=threads,
+                        fault_poison_event=cfg.fault_poison_event),
+                    batch_size=cfg.batch_size, batch_format="pyarrow", compute=ActorPoolStrategy(size=cfg.replicas),
+                    num_gpus=cfg.gpus_per_replica or None, num_cpus=cpus)
+       .write_datasink(sink))
+    return summarise(cfg, out, n_in, teacher_id, processed=sum(sink.replicas.values()),
+                     wall_s=time.perf_counter() - t0, replicas=sink.replicas, busy=sink.busy)
+
+
+def summarise(cfg: LabelConfig, out: OutputDir, n_in: int, teacher_id: str, processed: int, wall_s: float,
+              replicas: Counter, busy: Counter) -> dict:
+    """Reconcile the committed output against the input, write summary.json, print one line."""
+    table = out.committed(["status", "source_row"])
+    statuses = table.column("status").to_pylist()
+    reasons = Counter(reason_of(s) for s in statuses if s != "ok")
+    n_unique = len(np.unique(table.column("source_row").to_numpy()))
+    summary = {
+        "teacher_id": teacher_id, "events_in": n_in, "rows_out": len(statuses), "ok": statuses.count("ok"),
+        "errors": sum(reasons.values()), "errors_by_reason": dict(reasons), "duplicates": len(statuses) - n_unique,
+        "missing": n_in - n_unique, "processed_this_run": processed, "wall_s": round(wall_s, 2),
+        "events_per_s": round(processed / wall_s, 2) if wall_s else 0.0,
+        "replicas": {r: {"events": n, "busy_s": round(busy[r], 2), "events_per_s": round(n / wall_s, 2),
+                         "events_per_busy_s": round(n / busy[r], 2) if busy[r] else None}
+                     for r, n in sorted(replicas.items())},
+        "events": cfg.events, "out": cfg.out,
+    }
+    out.write_summary(summary)
+    say(f"labelled {summary['ok']} of {n_in} events ok, {summary['errors']} errors "
+        f"{dict(reasons) if reasons else ''} in {wall_s:.1f} s ({summary['events_per_s']} events/s this run, "
+        f"{processed} processed, {n_in - processed} resumed); teacher {teacher_id} -> {cfg.out}")
+    if summary["missing"] or summary["duplicates"]:
+        raise UserError(f"the output holds {summary['missing']} missing and {summary['duplicates']} duplicated "
+                        f"events; rerun the same command to finish (finished work is kept)")
+    return summary
