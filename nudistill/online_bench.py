@@ -1,0 +1,136 @@
+"""Latency certificate of a shipped model: batch-1 p50/p99/max, batch-64 throughput, process RSS, CPU model.
+
+Like :mod:`nudistill.online` it imports only numpy, onnxruntime and the standard library, so the process it
+measures is what an online filter would run: no torch, no ray in memory. ``nudistill bench`` runs it in a
+fresh subprocess for that reason:
+
+    python -m nudistill.online_bench model.onnx --calls 1000      # prints JSON
+
+Inputs are synthetic sparse events (~1% of pixels lit, like the simulated ones): the convolutions are
+dense, so the time does not depend on pixel values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from datetime import datetime, timezone
+
+import numpy as np
+import onnxruntime as ort
+
+from nudistill.online import Scorer
+
+
+def cpu_model() -> str:
+    """The CPU model string (``model name`` of /proc/cpuinfo), with the number of usable cores."""
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    name = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return f"{name} ({cores} usable cores)"
+
+
+def rss_mb() -> dict[str, float]:
+    """Resident memory of this process now and at its peak, in MB (from /proc/self/status)."""
+    out: dict[str, float] = {}
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in ("VmRSS", "VmHWM"):
+                    out["rss_mb" if key == "VmRSS" else "peak_rss_mb"] = round(int(value.split()[0]) / 1024, 1)
+    except OSError:
+        import resource
+        out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return out
+
+
+def sparse_events(n: int, shape: tuple[int, int], seed: int = 0, occupancy: float = 0.01) -> np.ndarray:
+    """(n, 2, H, W) uint8 synthetic events: ``occupancy`` of the pixels lit with 1..255 ADC."""
+    rng = np.random.default_rng(seed)
+    lit = rng.random((n, 2, *shape)) < occupancy
+    return (lit * rng.integers(1, 256, (n, 2, *shape))).astype(np.uint8)
+
+
+def batch1_latency_ms(scorer: Scorer, calls: int = 1000, warmup: int = 100, pool: int = 16) -> np.ndarray:
+    """Wall time in ms of ``calls`` single-event ``score`` calls after ``warmup`` calls, cycling ``pool`` events."""
+    events = sparse_events(pool, scorer.shape)  # (pool, 2, H, W)
+    views = [(np.ascontiguousarray(e[0]), np.ascontiguousarray(e[1])) for e in events]
+    for i in range(warmup):
+        scorer.score(*views[i % pool])
+    times = np.empty(calls)
+    for i in range(calls):
+        t0 = time.perf_counter()
+        scorer.score(*views[i % pool])
+        times[i] = time.perf_counter() - t0
+    return times * 1e3
+
+
+def throughput(scorer: Scorer, batch: int = 64, repeats: int = 10) -> float:
+    """Events per second scoring batches of ``batch`` events (best of ``repeats``, after one warm-up)."""
+    ev = sparse_events(batch, scorer.shape, seed=1)
+    xz, yz = np.ascontiguousarray(ev[:, 0]), np.ascontiguousarray(ev[:, 1])
+    scorer.score(xz, yz)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        scorer.score(xz, yz)
+        best = min(best, time.perf_counter() - t0)
+    return batch / best
+
+
+def certify(path: str, calls: int = 1000, warmup: int = 100, threads: int = 1, batch: int = 64) -> dict:
+    """Measure the latency certificate of the model at ``path`` (see the module docstring)."""
+    if calls < 1:
+        raise ValueError(f"calls must be at least 1, got {calls}")
+    t0 = time.perf_counter()
+    scorer = Scorer(path, threads=threads)
+    load_ms = (time.perf_counter() - t0) * 1e3
+    ms = batch1_latency_ms(scorer, calls, warmup)
+    online_rss = rss_mb()  # what a batch-1 filter holds: before the batch-64 run grows the arena
+    cert = {
+        "batch": 1, "threads": threads, "calls": calls, "warmup": warmup,
+        "p50_ms": round(float(np.percentile(ms, 50)), 3), "p99_ms": round(float(np.percentile(ms, 99)), 3),
+        "max_ms": round(float(ms.max()), 3), "mean_ms": round(float(ms.mean()), 3),
+        "rss_mb": online_rss.get("rss_mb"), "peak_rss_batch1_mb": online_rss.get("peak_rss_mb"),
+        f"throughput_b{batch}_events_per_s": round(throughput(scorer, batch), 1),
+        f"peak_rss_after_b{batch}_mb": rss_mb().get("peak_rss_mb"),
+        "load_ms": round(load_ms, 1), "loaded": os.path.basename(scorer.path),
+        "height": scorer.shape[0], "width": scorer.shape[1], "student": scorer.contract["student"],
+        "cpu": cpu_model(), "onnxruntime": ort.__version__, "python": platform.python_version(),
+        "measured": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "imports_torch": "torch" in sys.modules,
+    }
+    return cert
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m nudistill.online_bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", help="a contract-3 ONNX model")
+    parser.add_argument("--calls", type=int, default=1000, help="timed batch-1 calls after warm-up")
+    parser.add_argument("--warmup", type=int, default=100, help="untimed calls before timing")
+    parser.add_argument("--threads", type=int, default=1, help="intra-op threads")
+    parser.add_argument("--batch", type=int, default=64, help="batch size of the throughput measurement")
+    args = parser.parse_args(argv)
+    try:
+        cert = certify(args.model, args.calls, args.warmup, args.threads, args.batch)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(cert))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
