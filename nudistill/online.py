@@ -100,8 +100,11 @@ class Scorer:
         use_opt = optimized and opt != path and opt.is_file() and opt.stat().st_mtime >= path.stat().st_mtime
         self.path = opt if use_opt else path
         self.threads = int(threads)
-        self.session = ort.InferenceSession(str(self.path), session_options(threads, spin),
-                                            providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(self.path), session_options(threads, spin),
+                                                providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own types (InvalidProtobuf, Fail, ...)
+            raise ValueError(f"{self.path} is not a loadable ONNX model: {exc}") from None
         self.contract = read_contract(self.session.get_modelmeta().custom_metadata_map, str(self.path))
         self.classes: tuple[str, ...] = self.contract["classes"]
         self.concepts: tuple[str, ...] = self.contract["concepts"]
@@ -138,6 +141,7 @@ class Scorer:
         if tuple(view.shape[-2:]) != self.shape:
             raise ValueError(f"{name} has resolution {view.shape[-2]}x{view.shape[-1]}, the model wants "
                              f"{self.shape[0]}x{self.shape[1]}")
+        view = np.asarray(view)  # drops ndarray subclasses (matrix, memmap) before reshaping
         view = view[None] if view.ndim == 2 else view
         if view.shape[0] == 0:
             raise ValueError(f"{name} is an empty batch (0 events)")

@@ -293,3 +293,12 @@ def test_score_cli_streams_10000_events_with_bounded_memory(ten_thousand_events,
     assert table.column("probs").null_count == 3
     # 10,000 events are ~80 MB of pixels; streaming keeps the peak within a few MB of the 1,000-event run
     assert peaks[10000] - peaks[1000] < 25, peaks
+
+
+def test_unloadable_file_is_a_value_error(tmp_path):
+    bad = tmp_path / "junk.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="not a loadable ONNX model"):
+        Scorer(bad)
+    with pytest.raises(ValueError, match="is not a file"):
+        Scorer(tmp_path / "absent.onnx")
