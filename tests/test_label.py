@@ -1,0 +1,227 @@
+"""Distributed labelling on a real local Ray head: job submission, kill and resume, actor death,
+corrupt input, a poison row, and teacher ownership. The teacher is the real tiny Mllama (untrained
+weights are enough here: these tests check the pipeline, not the accuracy).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from nudistill.errors import UserError
+from nudistill.label import LabelConfig
+from nudistill.label.outdir import OutputDir
+from nudistill.labels import LABEL_SCHEMA, probs_matrix
+from nudistill.simulate import SimConfig, simulate_table, write_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(**extra) -> dict:
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0", PYTHONUNBUFFERED="1",
+               PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}", NUDISTILL_NO_PROGRESS="1")
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="module")
+def ray_head():
+    """`ray start --head` on 127.0.0.1 with its own temp dir; yields (gcs address, dashboard url)."""
+    temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths have a length limit
+    port, dash = _free_port(), _free_port()
+    env = _env()
+    subprocess.run([BIN / "ray", "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+                    f"--temp-dir={temp}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
+                    "--num-cpus=2", "--disable-usage-stats"], check=True, env=env, capture_output=True, timeout=180)
+    try:
+        yield f"127.0.0.1:{port}", f"http://127.0.0.1:{dash}"
+    finally:
+        subprocess.run([BIN / "ray", "stop", "--force"], env=env, capture_output=True, timeout=120)
+        subprocess.run(["rm", "-rf", temp])
+
+
+@pytest.fixture(scope="module")
+def tiny_teacher(tmp_path_factory):
+    from nudistill.teacher.tiny import build_tiny_teacher
+
+    out = tmp_path_factory.mktemp("teacher")
+    build_tiny_teacher(out)
+    return out
+
+
+def _label_cli(events, teacher, out, address, *extra, wait=True):
+    cmd = [sys.executable, "-m", "nudistill", "label", "--events", str(events), "--teacher", str(teacher),
+           "--out", str(out), "--rationale", "none", *map(str, extra)]
+    proc = subprocess.Popen(cmd, env=_env(RAY_ADDRESS=address), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    if wait:
+        output, _ = proc.communicate(timeout=600)
+        assert proc.returncode == 0, output[-3000:]
+        return output
+    return proc
+
+
+def _check_contract(out: Path, events) -> pa.Table:
+    """One row per input event, contract-2 schema, teacher id everywhere, probs summing to 1 where ok."""
+    table = pq.read_table(sorted(out.glob("part-*.parquet")))
+    assert table.schema.equals(LABEL_SCHEMA)
+    n_in = pq.read_table(events, columns=["event_id"]).num_rows
+    assert table.num_rows == n_in
+    assert len(np.unique(table.column("source_row").to_numpy())) == n_in
+    owner = json.loads((out / "_nudistill_labels.json").read_text())["teacher_id"]
+    assert set(table.column("teacher").to_pylist()) == {owner}
+    ok = np.array([s == "ok" for s in table.column("status").to_pylist()])
+    probs = probs_matrix(table)
+    np.testing.assert_allclose(probs[ok].sum(1), 1.0, atol=1e-5)
+    assert np.isnan(probs[~ok]).all()
+    return table
+
+
+def test_ray_job_submit_labels_every_event(ray_head, tiny_teacher, tmp_path):
+    write_dataset(SimConfig(n=96, res=64, seed=1, rows_per_file=48), tmp_path / "ev", progress_bar=False)
+    out = tmp_path / "labels"
+    res = subprocess.run([BIN / "ray", "job", "submit", "--address", ray_head[1], "--working-dir", str(REPO), "--",
+                          "python", "ray_jobs/label_dataset.py", "--events", str(tmp_path / "ev"), "--teacher",
+                          str(tiny_teacher), "--out", str(out), "--replicas", "1", "--rationale", "fraction:0.2"],
+                         env=_env(), capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert res.returncode == 0 and "succeeded" in res.stdout + res.stderr, (res.stdout + res.stderr)[-3000:]
+    table = _check_contract(out, tmp_path / "ev")
+    assert set(table.column("status").to_pylist()) == {"ok"}
+    rationales = [r for r in table.column("rationale").to_pylist() if r is not None]
+    assert 0 < len(rationales) < 96  # fraction:0.2 explains some events, not all
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["events_in"] == summary["ok"] == 96 and summary["errors"] == 0
+
+
+def test_kill_then_resume_labels_each_event_exactly_once(ray_head, tiny_teacher, tmp_path):
+    write_dataset(SimConfig(n=3000, res=32, seed=2, rows_per_file=1000), tmp_path / "ev", progress_bar=False)
+    out = tmp_path / "labels"
+    proc = _label_cli(tmp_path / "ev", tiny_teacher, out, ray_head[0], "--replicas", "1", "--batch-size", "32",
+                      wait=False)
+    deadline = time.time() + 400
+    while time.time() < deadline and len(list(out.glob("part-*.parquet"))) < 3:
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)  # a hard kill of the driver, mid-run
+    proc.wait()
+    committed = len(OutputDir(str(out)).committed_rows())
+    assert 0 < committed < 3000
+    _label_cli(tmp_path / "ev", tiny_teacher, out, ray_head[0], "--replicas", "1", "--batch-size", "32")
+    _check_contract(out, tmp_path / "ev")
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["processed_this_run"] == 3000 - committed < 3000
+    assert not list(out.glob(".*.tmp"))  # no half-written file left for a reader
+
+
+def test_actor_killed_mid_run_loses_nothing(ray_head, tiny_teacher, tmp_path):
+    import psutil
+
+    write_dataset(SimConfig(n=1200, res=32, seed=3, rows_per_file=600), tmp_path / "ev", progress_bar=False)
+    out = tmp_path / "labels"
+    proc = _label_cli(tmp_path / "ev", tiny_teacher, out, ray_head[0], "--replicas", "2", "--batch-size", "16",
+                      wait=False)
+    killed, deadline = None, time.time() + 400
+    while killed is None and time.time() < deadline and proc.poll() is None:
+        if list(out.glob("part-*.parquet")):
+            for p in psutil.process_iter(["cmdline"]):
+                if "LabelActor" in " ".join(p.info["cmdline"] or []):
+                    p.kill()
+                    killed = p.pid
+                    break
+        time.sleep(0.2)
+    output, _ = proc.communicate(timeout=600)
+    assert killed is not None, "no actor process found to kill"
+    assert proc.returncode == 0, output[-3000:]
+    table = _check_contract(out, tmp_path / "ev")
+    assert set(table.column("status").to_pylist()) == {"ok"}
+
+
+def _corrupt_dataset(path: Path, n: int = 500, poison: int = 7) -> tuple[dict[str, str], str]:
+    """n events, 1 % broken in each contract-1 way; returns {event_id: reason} and the poison id."""
+    rows = simulate_table(n, res=32, seed=4).to_pylist()
+    expected = {}
+    for k in range(5):  # 5 of each: 1 % of 500
+        a, b, c, d, e = (rows[10 + 5 * k + j] for j in range(5))
+        a["xz"] = a["xz"][:-1]
+        expected[a["event_id"]] = "byte_count"
+        b["yz"] = None
+        expected[b["event_id"]] = "null_view"
+        c["label"] = "sterile"
+        expected[c["event_id"]] = "unknown_label"
+        d["height"] = -1
+        expected[d["event_id"]] = "bad_shape"
+        e["event_id"] = rows[100 + k]["event_id"]  # a second row with an existing id
+    path.mkdir()
+    schema = simulate_table(1, res=32).schema
+    pq.write_table(pa.Table.from_pylist(rows[:250], schema=schema), path / "part-0.parquet")
+    pq.write_table(pa.Table.from_pylist(rows[250:], schema=schema), path / "part-1.parquet")
+    return expected, rows[poison]["event_id"]
+
+
+def test_corrupt_rows_and_a_poison_row_are_reported_and_the_job_succeeds(ray_head, tiny_teacher, tmp_path):
+    expected, poison = _corrupt_dataset(tmp_path / "ev")
+    out = tmp_path / "labels"
+    _label_cli(tmp_path / "ev", tiny_teacher, out, ray_head[0], "--replicas", "1", "--batch-size", "16",
+               "--fault-poison-event", poison, "--max-attempts", "2")
+    table = _check_contract(out, tmp_path / "ev")
+    status = {}
+    for eid, s in zip(table.column("event_id").to_pylist(), table.column("status").to_pylist()):
+        status.setdefault(eid, []).append(s)
+    for eid, reason in expected.items():
+        assert status[eid][0].startswith(f"error: {reason}"), (eid, status[eid])
+    dup_ids = [eid for eid, s in status.items() if len(s) == 2]
+    assert len(dup_ids) == 5 and all(sorted(s)[0].startswith("error: duplicate_id") and "ok" in s
+                                     for s in (status[e] for e in dup_ids))
+    assert status[poison] == ["error: quarantined (the teacher process died 2 times on this event)"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["events_in"] == 500 == summary["ok"] + summary["errors"]
+    assert summary["errors_by_reason"] == {"byte_count": 5, "null_view": 5, "unknown_label": 5, "bad_shape": 5,
+                                           "duplicate_id": 5, "quarantined": 1}
+
+
+def test_a_directory_of_another_teacher_is_refused(tiny_teacher, tmp_path):
+    from nudistill.label.pipeline import run_label
+    from nudistill.teacher.spec import TeacherSpec
+
+    other = tmp_path / "other_teacher"
+    subprocess.run(["cp", "-r", str(tiny_teacher), str(other)], check=True)
+    spec = TeacherSpec.load(other)
+    spec.temperature = 2.0
+    spec.save(other)
+    out = tmp_path / "labels"
+    OutputDir(str(out)).claim("0123456789abcdef", {})
+    with pytest.raises(UserError, match="holds labels from teacher 0123456789abcdef"):
+        run_label(LabelConfig(events=str(tmp_path), teacher=str(other), out=str(out)))
+
+
+def test_cluster_yaml_validates_against_rays_schema():
+    import jsonschema
+    import ray
+    import yaml
+
+    schema = json.loads((Path(ray.__file__).parent / "autoscaler" / "ray-schema.json").read_text())
+    config = yaml.safe_load((REPO / "cluster.yaml").read_text())
+    jsonschema.validate(config, schema)
+    workers = {k: v for k, v in config["available_node_types"].items() if k != config["head_node_type"]}
+    assert any(v["resources"].get("GPU", 0) > 0 and v["max_workers"] > v["min_workers"] for v in workers.values())
+    assert config["available_node_types"][config["head_node_type"]]["resources"].get("GPU", 0) == 0
