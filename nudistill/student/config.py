@@ -1,0 +1,82 @@
+"""The typed config of a distillation run (STYLE 2); written as ``distill_config.json`` next to the outputs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from nudistill.errors import UserError
+from nudistill.student.data import CONCEPT_SOURCES, HARD_SOURCES
+from nudistill.student.registry import DEFAULT_STUDENT, list_students
+
+
+@dataclass
+class DistillConfig:
+    """One student training run: data, targets, loss weights, optimisation and execution."""
+
+    events: str
+    """Events dataset (contract 1): file, directory, glob or URI."""
+    out: str
+    """Output directory: best checkpoint, last/ (resume state), metrics.jsonl, distill_config.json."""
+    labels: str | None = None
+    """Teacher labels (contract 2); None trains on truth alone."""
+    student: str = DEFAULT_STUDENT
+    """Registered student name."""
+    student_overrides: dict = field(default_factory=dict)
+    """Overrides of the student's registry config (height/width come from the events)."""
+    epochs: int = 10
+    """Epochs to train in total (a resumed run continues up to this count)."""
+    batch_size: int = 32
+    """Events per optimiser step per worker."""
+    lr: float = 3e-3
+    """Peak learning rate of AdamW (linear warm-up over the first epoch's 10%, then cosine to 0)."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay."""
+    alpha: float = 1.0
+    """Weight of the soft-target KL term; 1 - alpha weighs the hard-label CE."""
+    temperature: float = 2.0
+    """Distillation temperature T."""
+    concept_weight: float = 0.5
+    """beta: weight of the concept BCE (masked where no rationale)."""
+    hard_labels: str = "teacher"
+    """Hard labels for the CE term: teacher (argmax of probs) or truth (the events' label column)."""
+    concept_source: str = "teacher"
+    """Concept targets: teacher (from rationales), truth (the events' concepts column) or none."""
+    val_fraction: float = 0.15
+    """Fraction of events held out for validation, by a hash of event_id."""
+    augment: bool = True
+    """Shifts, gain jitter, noise hits and 2x degradation on training events."""
+    shuffle_buffer: int = 256
+    """Events in the streaming shuffle buffer."""
+    bn_recalibration_batches: int = 20
+    """Training batches used to recompute BatchNorm statistics before each validation (0 = off)."""
+    seed: int = 0
+    """Seed of initialisation, shuffling and augmentation."""
+    device: str = "auto"
+    """cpu, cuda or auto (cuda when available)."""
+    loader_workers: int = -1
+    """DataLoader worker processes (-1 = 2 on GPU, 0 on CPU)."""
+    workers: int = 1
+    """Ray Train workers; > 1 runs the same loop under TorchTrainer (DDP)."""
+    max_steps_per_epoch: int = 0
+    """Cap on optimiser steps per epoch (0 = one pass over the training split)."""
+    resume: bool = True
+    """Continue from out/last/ when it exists."""
+
+    def __post_init__(self):
+        if self.student not in list_students():
+            raise UserError(f"unknown student {self.student!r}; choose one of {', '.join(list_students())}")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise UserError(f"alpha must lie between 0 and 1, got {self.alpha}")
+        if self.temperature <= 0 or self.concept_weight < 0 or self.lr <= 0:
+            raise UserError("temperature and lr must be positive and concept_weight not negative")
+        if self.hard_labels not in HARD_SOURCES:
+            raise UserError(f"hard labels {self.hard_labels!r} must be one of {', '.join(HARD_SOURCES)}")
+        if self.concept_source not in CONCEPT_SOURCES:
+            raise UserError(f"concept source {self.concept_source!r} must be one of {', '.join(CONCEPT_SOURCES)}")
+        if self.labels is None and (self.hard_labels == "teacher" or self.concept_source == "teacher"):
+            # Without a teacher only truth can supervise: say so rather than train on nothing.
+            raise UserError("without --labels only truth can supervise: pass --hard-labels truth --concept-source truth (or none)")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise UserError(f"val fraction must lie strictly between 0 and 1, got {self.val_fraction}")
+        if self.epochs <= 0 or self.batch_size <= 0 or self.workers <= 0:
+            raise UserError("epochs, batch size and workers must be positive")

@@ -1,0 +1,141 @@
+"""The training loop: overfitting 32 events, BatchNorm recalibration, resume, CLI, evaluation, Ray Train.
+
+Labels come from ``stand_in_labels`` (truth with noise standing in for the teacher): a test fixture only.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from nudistill.cli import main
+from nudistill.student import create_student, load_student
+from nudistill.student.bn import recalibrate_bn
+from nudistill.student.evaluate import evaluate
+from nudistill.student.stand_in import stand_in_labels
+from nudistill.student.train import train
+
+torch.set_num_threads(1)
+TINY = dict(student="lean_pool4", student_overrides={"pool": 1}, batch_size=32, shuffle_buffer=0, seed=0)
+
+
+@pytest.fixture(scope="module")
+def small(sim_table_64, tmp_path_factory):
+    """32 events at 64² and their stand-in labels."""
+    d = tmp_path_factory.mktemp("small")
+    table = sim_table_64.slice(0, 32)
+    pq.write_table(table, d / "events.parquet")
+    pq.write_table(stand_in_labels(table, noise=0.5, errors=0.0, seed=0), d / "labels.parquet")
+    return d / "events.parquet", d / "labels.parquet"
+
+
+@pytest.fixture(scope="module")
+def overfit(small, tmp_path_factory):
+    """A student trained to memorise the 32 events (no augmentation, no held-out split to speak of)."""
+    events, labels = small
+    out = tmp_path_factory.mktemp("overfit")
+    train(dict(events=str(events), labels=str(labels), out=str(out), epochs=20, lr=1e-2, alpha=0.0,
+               hard_labels="truth", concept_source="truth", val_fraction=0.01, augment=False, **TINY))
+    return out
+
+
+@pytest.mark.slow
+def test_student_overfits_32_events_in_eval_mode(overfit, small):
+    report = evaluate(overfit, small[0], small[1])
+    # eval mode, so this also shows the BN statistics do not lag the weights (issue 6)
+    assert report["full"]["n"] == 32 and report["full"]["accuracy"] >= 0.95
+    assert report["full"]["concept_auc"]["macro"] >= 0.95
+    assert set(report) >= {"full", "half", "teacher", "counts"}
+
+
+def test_bn_recalibration_matches_batch_statistics():
+    m = create_student("lean_pool4", height=64, width=64, pool=1, dropout=0.0)
+    g = torch.Generator().manual_seed(0)
+    xz = (torch.rand(16, 64, 64, generator=g) < 0.05).to(torch.uint8) * 200
+    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+    target = torch.randint(0, 3, (16,), generator=g)
+    for _ in range(3):  # a short run: running averages still remember the initial weights
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(m(xz, xz)[0], target).backward()
+        opt.step()
+    with torch.no_grad():
+        m.train()
+        reference = m(xz, xz)[0]
+        m.eval()
+        stale = m(xz, xz)[0]
+        used = recalibrate_bn(m, [{"xz": xz, "yz": xz}], batches=5)
+        fresh = m(xz, xz)[0]
+    assert used == 1 and not m.training
+    assert (fresh - reference).abs().max() < 0.05 * reference.abs().max()
+    assert (fresh - reference).abs().max() < (stale - reference).abs().max()
+
+
+def _lines(path):
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def test_resume_continues_epochs_and_metrics(small, tmp_path):
+    events, labels = small
+    cfg = dict(events=str(events), labels=str(labels), out=str(tmp_path), epochs=2, max_steps_per_epoch=1, **TINY)
+    assert train(cfg)["epochs_run"] == 2
+    with open(tmp_path / "metrics.jsonl", "a") as f:  # as if a crash hit between the log and the checkpoint
+        f.write(json.dumps({"epoch": 2, "train_loss": 9.9}) + "\n")
+    summary = train({**cfg, "epochs": 3})
+    assert summary["epochs_run"] == 1 and summary["last"]["epoch"] == 2
+    rows = _lines(tmp_path / "metrics.jsonl")
+    assert [r["epoch"] for r in rows] == [0, 1, 2] and rows[2]["train_loss"] != 9.9
+    assert train({**cfg, "epochs": 3})["epochs_run"] == 0  # nothing left to do
+    assert train({**cfg, "epochs": 1, "resume": False})["epochs_run"] == 1
+    assert [r["epoch"] for r in _lines(tmp_path / "metrics.jsonl")] == [0]
+    assert load_student(tmp_path).cfg.name == "lean_pool4"
+
+
+def test_cli_help_explains_every_option(capsys):
+    for verb in ("distill", "evaluate"):
+        with pytest.raises(SystemExit):
+            main([verb, "--help"])
+        text = capsys.readouterr().out
+        options = [w for w in text.split() if w.startswith("--") and w != "--help"]
+        assert options and text.count("(default") >= 1
+
+
+def test_cli_mismatched_labels_is_one_sentence(small, tmp_path, capsys):
+    events, labels = small
+    pq.write_table(pq.read_table(labels).slice(0, 20), tmp_path / "short.parquet")
+    code = main(["distill", "--events", str(events), "--labels", str(tmp_path / "short.parquet"), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "do not cover the events: 12 of 32" in err and "Traceback" not in err
+    code = main(["evaluate", "--model", str(tmp_path / "nothing"), "--events", str(events), "--out", str(tmp_path / "e.json")])
+    assert code == 2 and "neither a student checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_evaluate_onnx_agrees_with_checkpoint(overfit, small, tmp_path):
+    pipeline = pytest.importorskip("nudistill.export.pipeline")
+    pipeline.write_model(load_student(overfit), tmp_path / "m.onnx", teacher="stand-in", metrics={})
+    code = main(["evaluate", "--model", str(tmp_path / "m.onnx"), "--events", str(small[0]), "--out", str(tmp_path / "e.json")])
+    assert code == 0
+    onnx_report = json.loads((tmp_path / "e.json").read_text())
+    torch_report = evaluate(overfit, small[0])
+    for res in ("full", "half"):
+        assert onnx_report[res]["accuracy"] == torch_report[res]["accuracy"]
+        np.testing.assert_allclose(onnx_report[res]["macro_auc"], torch_report[res]["macro_auc"], atol=1e-3)
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_ray_train_two_workers_writes_the_same_checkpoint_format(small, tmp_path):
+    events, labels = small
+    code = main(["distill", "--events", str(events), "--labels", str(labels), "--out", str(tmp_path),
+                 "--student", "lean_pool4", "--set", "pool=1", "--epochs", "1", "--batch-size", "8", "--workers", "2",
+                 "--max-steps-per-epoch", "2"])
+    assert code == 0
+    for name in ("model.safetensors", "config.json", "metrics.jsonl", "last/state.pt"):
+        assert (tmp_path / name).is_file()
+    m = load_student(tmp_path)
+    assert m.cfg.name == "lean_pool4" and m.cfg.height == 64
+    assert _lines(tmp_path / "metrics.jsonl")[0]["steps"] == 2  # per worker, capped
