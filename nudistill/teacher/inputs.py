@@ -25,16 +25,19 @@ def check_views(views: np.ndarray) -> np.ndarray:
 
 
 def pool_views(views: np.ndarray, size: int | None) -> np.ndarray:
-    """Max-pool (B, 2, H, W) uint8 views to at most ``size`` per side (adaptive windows); None: unchanged."""
+    """Max-pool (B, 2, H, W) uint8 views to at most ``size`` per side; None or already small: unchanged."""
     b, v, h, w = views.shape
     if size is None or (h <= size and w <= size):
         return views
     import torch
     import torch.nn.functional as F
 
-    x = torch.from_numpy(np.ascontiguousarray(views)).reshape(b * v, 1, h, w)
-    pooled = F.adaptive_max_pool2d(x.float(), (min(size, h), min(size, w))).to(torch.uint8)
-    return pooled.reshape(b, v, *pooled.shape[-2:]).numpy()
+    oh, ow = min(size, h), min(size, w)
+    x = torch.from_numpy(np.ascontiguousarray(views))
+    if h % oh == 0 and w % ow == 0:  # the usual 512 -> 128: block max, staying in uint8
+        return x.view(b, v, oh, h // oh, ow, w // ow).amax(dim=(3, 5)).numpy()
+    pooled = F.adaptive_max_pool2d(x.reshape(b * v, 1, h, w).float(), (oh, ow)).to(torch.uint8)  # uneven windows
+    return pooled.reshape(b, v, oh, ow).numpy()
 
 
 def to_images(views: np.ndarray) -> list[list]:

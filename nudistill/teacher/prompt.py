@@ -10,20 +10,21 @@ from __future__ import annotations
 
 from nudistill import CLASSES
 
-PROMPT_VERSION = "lartpc-2view-v1"
+PROMPT_VERSION = "lartpc-2view-v2"
 """Bump when any text below changes: it enters the teacher id."""
 
 SYSTEM_PROMPT = (
-    "You are a neutrino physicist reading liquid argon time projection chamber (LArTPC) pixel maps. "
-    "Each event has two views of the same interaction: the XZ view and the YZ view, with z along the beam "
-    "in columns and the drift or wire coordinate in rows; pixel values are deposited charge in ADC counts. "
-    "An electron neutrino charged current event shows an electromagnetic shower starting at the vertex. "
-    "A muon neutrino charged current event shows a long straight minimum-ionising muon track. "
-    "A neutral current event has no lepton: hadronic activity only, such as proton stubs with a Bragg peak, "
-    "pion tracks with kinks, or displaced photon showers from a neutral pion with a gap from the vertex."
+    "You read neutrino events in a liquid argon time projection chamber (LArTPC). "
+    "Each event has two views of one interaction, XZ and YZ, with z along the beam; pixels are charge in ADC. "
+    "Electron neutrino charged current: an electromagnetic shower starts at the vertex. "
+    "Muon neutrino charged current: a long straight minimum-ionising muon track. "
+    "Neutral current: no lepton, hadronic activity only, such as proton stubs with a Bragg peak, "
+    "kinked pion tracks, or displaced photon showers from a neutral pion."
 )
+"""Physics context: the detector, the two views, the three classes and what marks each (kept short:
+every token of it runs through the decoder for every event)."""
 
-USER_TEXT = "The first image is the XZ view and the second image is the YZ view. Classify the event and explain."
+USER_TEXT = "The first image is the XZ view, the second the YZ view. Classify the event and explain."
 
 ANSWER_PREFIX = "I classify the pixel maps as"
 """Forced before every label phrase; the scored text is ``ANSWER_PREFIX + " " + phrase + "."``."""

@@ -63,3 +63,21 @@ def phrase_logprobs(model, batch: dict, states: torch.Tensor, table: PhraseTable
 def temperature_softmax(logprobs: torch.Tensor, temperature: float) -> torch.Tensor:
     """Class probabilities from summed phrase log-probs: softmax(logprobs / T) over the K classes."""
     return torch.softmax(logprobs.double() / temperature, dim=-1).float()
+
+
+@torch.no_grad()
+def unshared_phrase_logprobs(model, enc: dict, tokens: list[list[int]]) -> list[float]:
+    """The naive reference for one event (``enc`` from encode_prompt, B=1): a full forward per phrase,
+    the image re-encoded each time, no cache. The study's one-at-a-time method; tests compare to it."""
+    lp = enc["input_ids"].shape[1]
+    out = []
+    for ids in tokens:
+        x = torch.cat([enc["input_ids"], torch.tensor([ids])], 1)
+        xmask = enc["cross_attention_mask"]
+        xmask = torch.cat([xmask, xmask[:, -1:].expand(-1, len(ids), -1, -1)], 1)
+        logits = model(input_ids=x, attention_mask=torch.ones_like(x), cross_attention_mask=xmask,
+                       pixel_values=enc["pixel_values"], aspect_ratio_ids=enc["aspect_ratio_ids"],
+                       aspect_ratio_mask=enc["aspect_ratio_mask"]).logits[0]
+        logp = torch.log_softmax(logits[lp - 1: -1].double(), -1)  # (len(ids), V)
+        out.append(float(logp[torch.arange(len(ids)), torch.tensor(ids)].sum()))
+    return out

@@ -77,14 +77,14 @@ class TinyConfig:
 
 def tokenizer_corpus(extra: list[str] | None = None) -> list[str]:
     """Texts the tiny BPE is trained on: prompt, answers, concept phrases and (optionally) rationales."""
-    texts = [SYSTEM_PROMPT, USER_TEXT]
+    texts = [SYSTEM_PROMPT, USER_TEXT, "system user assistant"]
     texts += [f"{ANSWER_PREFIX} {p}." for p in DEFAULT_PHRASES.values()]
     texts += [p for ps in CONCEPT_PHRASES.values() for p in ps]
     texts += list(extra or [])
     return texts
 
 
-def sample_rationales(n: int = 300) -> list[str]:
+def sample_rationales(n: int = 120) -> list[str]:
     """Truth rationales from a few small simulated events, so the BPE learns their words."""
     from nudistill.simulate import simulate_table
 
@@ -154,6 +154,9 @@ def build_tiny_teacher(out: str | Path, cfg: TinyConfig | None = None, rationale
     """Build and save a tiny teacher directory (HF files + teacher.json); return its path."""
     from nudistill.teacher.spec import TeacherSpec
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     cfg = cfg or TinyConfig()
     out = Path(out)
     if rationales is None:
