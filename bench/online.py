@@ -71,7 +71,7 @@ def main() -> None:
             out = export_untrained(name, args.res, Path(tmp) / f"{name}.onnx")
             rows.append({"accuracy": None, **time_model(out, args.calls, args.repeats)})
     keep = ("student", "checkpoint", "height", "p50_ms", "p99_ms", "max_ms", "p50_ms_runs", "p99_ms_runs",
-            "rss_mb", "throughput_b64_events_per_s", "load_ms", "accuracy", "auc_macro", "cpu")
+            "cpu_p50_ms", "cpu_p99_ms", "cpu_share", "load_average", "rss_mb", "throughput_b64_events_per_s", "load_ms", "accuracy", "auc_macro", "cpu")
     print(json.dumps({"bench": "online", "batch": 1, "threads": 1, "calls": args.calls,
                       "students": [{k: r.get(k) for k in keep if k in r} for r in rows]}, indent=2))
 

@@ -69,18 +69,23 @@ def sparse_events(n: int, shape: tuple[int, int], seed: int = 0, occupancy: floa
     return out.reshape(n, 2, *shape)
 
 
-def batch1_latency_ms(scorer: Scorer, calls: int = 1000, warmup: int = 100, pool: int = 16) -> np.ndarray:
-    """Wall time in ms of ``calls`` single-event ``score`` calls after ``warmup`` calls, cycling ``pool`` events."""
+def batch1_latency_ms(scorer: Scorer, calls: int = 1000, warmup: int = 100, pool: int = 16
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Wall and CPU time in ms of ``calls`` single-event ``score`` calls after ``warmup``, cycling ``pool`` events.
+
+    With one intra-op thread onnxruntime computes on the calling thread, so its CPU time is the compute
+    cost alone; wall time above it is time spent waiting for a core (a shared machine).
+    """
     events = sparse_events(pool, scorer.shape)  # (pool, 2, H, W)
     views = [(np.ascontiguousarray(e[0]), np.ascontiguousarray(e[1])) for e in events]
     for i in range(warmup):
         scorer.score(*views[i % pool])
-    times = np.empty(calls)
+    wall, cpu = np.empty(calls), np.empty(calls)
     for i in range(calls):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         scorer.score(*views[i % pool])
-        times[i] = time.perf_counter() - t0
-    return times * 1e3
+        wall[i], cpu[i] = time.perf_counter() - t0, time.thread_time() - c0
+    return wall * 1e3, cpu * 1e3
 
 
 def throughput(scorer: Scorer, batch: int = 64, repeats: int = 10) -> float:
@@ -103,12 +108,18 @@ def certify(path: str, calls: int = 1000, warmup: int = 100, threads: int = 1, b
     t0 = time.perf_counter()
     scorer = Scorer(path, threads=threads)
     load_ms = (time.perf_counter() - t0) * 1e3
-    ms = batch1_latency_ms(scorer, calls, warmup)
+    t_cpu, t_wall = time.process_time(), time.perf_counter()
+    ms, cpu_ms = batch1_latency_ms(scorer, calls, warmup)
+    cpu_share = (time.process_time() - t_cpu) / (time.perf_counter() - t_wall)
     online_rss = rss_mb()  # what a batch-1 filter holds: before the batch-64 run grows the arena
     cert = {
         "batch": 1, "threads": threads, "calls": calls, "warmup": warmup,
         "p50_ms": round(float(np.percentile(ms, 50)), 3), "p99_ms": round(float(np.percentile(ms, 99)), 3),
         "max_ms": round(float(ms.max()), 3), "mean_ms": round(float(ms.mean()), 3),
+        "cpu_p50_ms": round(float(np.percentile(cpu_ms, 50)), 3),
+        "cpu_p99_ms": round(float(np.percentile(cpu_ms, 99)), 3),
+        "cpu_share": round(cpu_share, 2),  # < ~0.95: the core was shared, the wall-time tail is inflated
+        "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "rss_mb": online_rss.get("rss_mb"), "peak_rss_batch1_mb": online_rss.get("peak_rss_mb"),
         f"throughput_b{batch}_events_per_s": round(throughput(scorer, batch), 1),
         f"peak_rss_after_b{batch}_mb": rss_mb().get("peak_rss_mb"),
