@@ -51,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if q["accepted"]:
         say(f"wrote {q['path']}: agreement {100 * q['agreement']:.2f}%, accuracy drop {q['accuracy_drop_points']:.2f} "
-            f"points, median {q['int8_median_ms']} ms vs fp32 {q['fp32_median_ms']} ms")
+            f"points, median {q['int8_median_ms']} ms vs fp32 {q['fp32_median_ms']} ms"
+            + ("; int8 is slower here, so ship the fp32 model" if q["int8_median_ms"] > q["fp32_median_ms"] else ""))
         return 0
     say(f"int8 refused: {'; '.join(q['refused_because'])} (fp32 median {q['fp32_median_ms']} ms, "
         f"int8 {q['int8_median_ms']} ms); the fp32 model stands")

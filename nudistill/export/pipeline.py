@@ -162,7 +162,9 @@ def export_checkpoint(cfg: ExportConfig) -> dict:
     reference = torch_scores(student, views)  # (n, 3), (n, K) from PyTorch
     report: dict = {"config": config_dict(cfg), "student": student.cfg.name, "opset": cfg.opset}
     metrics = _accuracy_metrics(reference[0], labels, source)
-    metrics.update(agreement=meta_in.get("agreement"), latency=None,  # latency: `nudistill bench --write-certificate`
+    val = meta_in.get("val") if isinstance(meta_in.get("val"), dict) else {}
+    metrics.update(agreement=val.get("agreement", meta_in.get("agreement")),  # with the teacher, from training
+                   latency=None,  # filled by `nudistill bench --write-certificate`
                    training={k: v for k, v in meta_in.items() if k != "teacher"})
     teacher = cfg.teacher or meta_in.get("teacher", "unknown")
 
