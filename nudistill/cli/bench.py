@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
            "--warmup", str(args.warmup), "--threads", str(args.threads), "--batch", str(args.batch)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise UserError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "the benchmark failed")
+        last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "the benchmark failed"
+        raise UserError(last.removeprefix("error: "))
     cert = json.loads(proc.stdout)
     if args.write_certificate:
         from nudistill.export.metadata import write_latency_certificate

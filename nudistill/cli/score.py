@@ -36,4 +36,4 @@ def run(args: argparse.Namespace) -> int:
     detail = ", ".join(f"{n} {reason}" for reason, n in sorted(summary["errors"].items()))
     say(f"scored {summary['scored']} of {summary['events']} events into {summary['out']}"
         + (f"; {bad} bad row(s) kept with their status ({detail})" if bad else ""))
-    return 0
+    return 0 if summary["scored"] or not summary["events"] else 1  # nothing scored: say so to scripts
