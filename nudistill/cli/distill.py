@@ -14,10 +14,16 @@ from nudistill.cli.args import fraction, non_negative_int, positive_float, posit
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from nudistill.student.registry import DEFAULT_STUDENT, list_students
-
     p = sub.add_parser("distill", help="train a student CNN on teacher labels", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The distillation options, shared by the CLI and ``ray_jobs/distill_and_export.py``."""
+    from nudistill.student.registry import DEFAULT_STUDENT, list_students
+
     p.add_argument("--events", required=True, help="events dataset (contract 1): Parquet file, directory, glob or URI")
     p.add_argument("--labels", help="teacher labels (contract 2) covering every event; omit to train on truth")
     p.add_argument("--out", required=True, help="output directory: model.safetensors + config.json (best by val loss), "
@@ -47,7 +53,6 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "with DDP (default 1: no Ray)")
     p.add_argument("--no-resume", dest="resume", action="store_false", default=None,
                    help="start afresh even when --out holds a previous run's last/ checkpoint")
-    p.set_defaults(func=run)
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -66,12 +71,19 @@ def parse_overrides(items: list[str]) -> dict:
     return out
 
 
-def run(args: argparse.Namespace) -> int:
-    from nudistill.config import config_dict, from_namespace
-    from nudistill.log import say
+def config_of(args: argparse.Namespace):
+    """The DistillConfig of parsed arguments."""
+    from nudistill.config import from_namespace
     from nudistill.student.config import DistillConfig
 
-    cfg = from_namespace(DistillConfig, args, student_overrides=parse_overrides(args.overrides))
+    return from_namespace(DistillConfig, args, student_overrides=parse_overrides(args.overrides))
+
+
+def run(args: argparse.Namespace) -> int:
+    from nudistill.config import config_dict
+    from nudistill.log import say
+
+    cfg = config_of(args)
     say(f"distill: {json.dumps(config_dict(cfg), sort_keys=True)}")
     if cfg.workers > 1:
         from nudistill.student.ray_train import train_with_ray
