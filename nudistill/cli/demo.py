@@ -1,7 +1,10 @@
 """`nudistill demo`: the whole pipeline on an embedded default (simulated events, a tiny teacher, a local Ray).
 
-Example: ``nudistill demo --out runs/demo`` (``--quick`` for a ~3-minute CI run).
-Until the later stages land, the demo simulates events and renders them.
+Stages, each in RUN_DIR/<stage>/: simulate, teacher (build + fine-tune), calibrate, label (Ray, 2 replicas),
+distill, export (ONNX, verified; int8 where it passes), bench, evaluate (full and half resolution), report.
+A rerun skips finished stages and resumes an interrupted one.
+
+Example: ``nudistill demo --out runs/demo``  (``--quick`` for a ~3-minute CI run)
 """
 
 from __future__ import annotations
@@ -16,20 +19,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/demo", help="run directory; each stage writes RUN_DIR/<stage>/ (default runs/demo)")
     p.add_argument("--events", type=positive_int, default=2000, help="training events to simulate (default 2000)")
-    p.add_argument("--quick", action="store_true", help="a small, fast run for CI")
+    p.add_argument("--quick", action="store_true", help="a small, fast run for CI (~3 minutes on 2 cores)")
+    p.add_argument("--res", type=positive_int, default=512, help="pixel-map side of the simulated events (default 512)")
+    p.add_argument("--teacher-steps", type=positive_int, default=500, help="fine-tune steps of the tiny teacher (default 500)")
+    p.add_argument("--student", help="student name from the registry (default: the latency-lean default)")
+    p.add_argument("--student-epochs", type=positive_int, default=8, help="distillation epochs (default 8)")
+    p.add_argument("--replicas", type=positive_int, default=2, help="teacher replicas in the labelling job (default 2)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from nudistill.config import from_namespace
+    from nudistill.demo import DemoConfig, run_demo
 
-    from nudistill.log import say
-    from nudistill.show import render
-    from nudistill.simulate import SimConfig, write_dataset
-
-    out = Path(args.out)
-    n = 50 if args.quick else args.events
-    write_dataset(SimConfig(n=n, res=512, seed=0), out / "simulate" / "train")
-    png = render(str(out / "simulate" / "train"), out / "simulate" / "events.png", n=8)
-    say(f"simulated {n} events into {out / 'simulate' / 'train'}; drew 8 of them in {png}")
+    run_demo(from_namespace(DemoConfig, args))
     return 0

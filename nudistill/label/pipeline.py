@@ -6,6 +6,7 @@ outdir.py and run without a cluster.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections import Counter
@@ -36,6 +37,8 @@ def ensure_ray(address: str | None = None) -> None:
         ray.init(address=address, log_to_driver=False)
     else:
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    if not log.isEnabledFor(logging.INFO):  # quiet by default: Ray Data's progress lines only with -v
+        logging.getLogger("ray").setLevel(logging.WARNING)
 
 
 class LabelSink(Datasink):

@@ -1,0 +1,49 @@
+"""DemoConfig: the sizes and budgets of `nudistill demo` (default ~15 min, --quick ~3 min on 2 CPU cores)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nudistill.errors import UserError
+
+
+@dataclass
+class DemoConfig:
+    """The whole pipeline on simulated events, a tiny teacher and an embedded local Ray."""
+
+    out: str = "runs/demo"
+    """Run directory: each stage writes RUN/<stage>/ with its resolved config."""
+    events: int = 2000
+    """Training events to simulate (teacher fine-tune, labelling, distillation)."""
+    quick: bool = False
+    """A small, fast run for CI (overrides the sizes below)."""
+    res: int = 512
+    """Pixel-map side of the simulated events (the study's 512)."""
+    calib_events: int = 300
+    """Held-out labelled events to fit the teacher's temperature."""
+    test_events: int = 500
+    """Held-out events for the final evaluation against truth."""
+    teacher_steps: int = 500
+    """Optimiser steps of the tiny teacher's full fine-tune."""
+    replicas: int = 2
+    """Teacher replicas in the labelling job."""
+    rationale: str = "all"
+    """Rationale policy of the labelling job (concepts for the student come from rationales)."""
+    student: str | None = None
+    """Student name (default: the registry's latency-lean default)."""
+    student_epochs: int = 8
+    """Distillation epochs."""
+    bench_calls: int = 1000
+    """Batch-1 scoring calls timed by the bench stage."""
+    seed: int = 0
+    """Master seed of the simulated sets."""
+
+    def __post_init__(self):
+        if self.quick:
+            self.events, self.calib_events, self.test_events = min(self.events, 240), 96, 256
+            self.teacher_steps, self.student_epochs, self.bench_calls = 60, 3, 1000
+        for name in ("events", "calib_events", "test_events", "teacher_steps", "replicas", "student_epochs", "bench_calls"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.res < 32:
+            raise UserError(f"--res must be at least 32, got {self.res}")

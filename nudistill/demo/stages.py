@@ -1,0 +1,129 @@
+"""The demo's stages. Each is ``stage(run, cfg, done) -> dict``: it writes RUN/<stage>/ and returns the
+numbers later stages and the final table need; ``done`` holds the results of the stages before it.
+Each stage is either resumable itself (fine-tune, labelling, distillation) or cheap to redo.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from nudistill import CLASSES, CONCEPTS
+from nudistill.demo.config import DemoConfig
+
+
+def simulate(run: Path, cfg: DemoConfig, done: dict) -> dict:
+    """Train, calibration and test sets: disjoint slices of one simulated run."""
+    from nudistill.simulate import SimConfig, write_dataset
+
+    sizes = {"train": cfg.events, "calib": cfg.calib_events, "test": cfg.test_events}
+    start = 0
+    for name, n in sizes.items():
+        write_dataset(SimConfig(n=n, res=cfg.res, seed=cfg.seed, start=start, rows_per_file=500), run / "simulate" / name)
+        start += n
+    return {name: str(run / "simulate" / name) for name in sizes} | {"sizes": sizes}
+
+
+def teacher(run: Path, cfg: DemoConfig, done: dict) -> dict:
+    """Build the tiny Mllama teacher and fine-tune it (full, from scratch) on the train set's truth."""
+    from nudistill.teacher.finetune import FinetuneConfig, run_finetune
+    from nudistill.teacher.tiny import build_tiny_teacher
+
+    base = run / "teacher" / "init"
+    if not (base / "config.json").is_file():
+        build_tiny_teacher(base)
+    ft = FinetuneConfig(base=str(base), events=done["simulate"]["train"], out=str(run / "teacher" / "model"),
+                        mode="full", max_steps=cfg.teacher_steps, epochs=1000.0, batch_size=16)
+    result = run_finetune(ft)
+    return {"dir": result.out, "steps": result.steps, "seconds": round(result.seconds, 1),
+            "final_loss": result.history[-1].get("loss") if result.history else None}
+
+
+def calibrate(run: Path, cfg: DemoConfig, done: dict) -> dict:
+    """Fit the teacher's temperature on the calibration set (Guo et al. 2017); store it in teacher.json."""
+    import dataclasses
+
+    from nudistill.teacher import load_teacher
+    from nudistill.teacher.calibrate import calibrate as fit
+    from nudistill.teacher.data import load_labelled
+
+    t = load_teacher(done["teacher"]["dir"])
+    data = load_labelled(done["simulate"]["calib"], view_size=t.spec.view_size)
+    result = fit(data.y, t.logprobs(data.views), 1.0)
+    t.spec.temperature = result.temperature_after
+    t.spec.save(t.root)
+    out = dataclasses.asdict(result)
+    (run / "calibrate").mkdir(parents=True, exist_ok=True)
+    (run / "calibrate" / "calibration.json").write_text(json.dumps(out, indent=2))
+    return out
+
+
+def label(run: Path, cfg: DemoConfig, done: dict) -> dict:
+    """Label the train set with the Ray labelling job on an embedded local Ray."""
+    from nudistill.label import LabelConfig, run_label
+
+    summary = run_label(LabelConfig(events=done["simulate"]["train"], teacher=done["teacher"]["dir"],
+                                    out=str(run / "label"), replicas=cfg.replicas, rationale=cfg.rationale))
+    busy = [r["events_per_busy_s"] for r in summary["replicas"].values() if r.get("events_per_busy_s")]
+    return {"dir": str(run / "label"), "ok": summary["ok"], "events_per_s": summary["events_per_s"],
+            "events_per_s_per_replica": float(np.mean(busy)) if busy else None, "teacher_id": summary["teacher_id"]}
+
+
+def distill(run: Path, cfg: DemoConfig, done: dict) -> dict:
+    """Distil the teacher's soft labels and rationale concepts into the default student."""
+    from nudistill.student.config import DistillConfig
+    from nudistill.student.registry import DEFAULT_STUDENT
+    from nudistill.student.train import train
+
+    result = train(DistillConfig(events=done["simulate"]["train"], labels=done["label"]["dir"],
+                                 out=str(run / "distill"), student=cfg.student or DEFAULT_STUDENT,
+                                 epochs=cfg.student_epochs))
+    return {"dir": str(run / "distill"), **{k: v for k, v in result.items() if isinstance(v, (int, float, str))}}
+
+
+def export(run: Path, cfg: DemoConfig, done: dict) -> dict:
+    """Export to ONNX with checks; int8 too where it passes its gates (refusal is recorded, not fatal)."""
+    from nudistill.export.pipeline import ExportConfig, export_checkpoint
+
+    result = export_checkpoint(ExportConfig(checkpoint=done["distill"]["dir"], out=str(run / "export" / "model.onnx"),
+                                            events=done["simulate"]["test"], teacher=done["label"]["teacher_id"],
+                                            calibration=done["simulate"]["calib"]))
+    (run / "export" / "export.json").write_text(json.dumps(result, indent=2, default=str))
+    return {"model": str(run / "export" / "model.onnx"), "int8": result.get("int8")}
+
+
+def bench(run: Path, cfg: DemoConfig, done: dict) -> dict:
+    """Latency certificate in a fresh process (no torch, no Ray in memory), plus samples for the histogram."""
+    from nudistill.online import Scorer
+    from nudistill.online_bench import batch1_latency_ms
+
+    model = done["export"]["model"]
+    res = subprocess.run([sys.executable, "-m", "nudistill.online_bench", model, "--calls", str(cfg.bench_calls)],
+                         capture_output=True, text=True, check=True)
+    cert = json.loads(res.stdout.strip().splitlines()[-1])
+    (run / "bench").mkdir(parents=True, exist_ok=True)
+    (run / "bench" / "bench.json").write_text(json.dumps(cert, indent=2))
+    wall_ms, _ = batch1_latency_ms(Scorer(model, threads=1), cfg.bench_calls)
+    np.save(run / "bench" / "latency_ms.npy", wall_ms)
+    return cert
+
+
+def evaluate(run: Path, cfg: DemoConfig, done: dict) -> dict:
+    """Teacher and student against truth on the test set, at full and half resolution."""
+    from nudistill.demo.evaluation import evaluate_run
+
+    return evaluate_run(run, done)
+
+
+def report(run: Path, cfg: DemoConfig, done: dict) -> dict:
+    from nudistill.report import write_report
+
+    return {"report": str(write_report(run))}
+
+
+STAGES = [simulate, teacher, calibrate, label, distill, export, bench, evaluate, report]
+__all__ = ["STAGES", "CLASSES", "CONCEPTS"]
