@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/online.py                      # all students, untrained, 1000 calls each
     .venv/bin/python bench/online.py --calls 200 --res 128 --students lean_pool4 tiny_pool8   # quick
-    .venv/bin/python bench/online.py --checkpoint runs/default   # a trained student: adds its accuracy
+    .venv/bin/python bench/online.py --checkpoint runs/default --events test/ --check-events 1000 --students
+        # trained students only, with their accuracy on labelled events
 
 Each student is exported (untrained unless a checkpoint is given; latency does not depend on the weights)
 and timed by ``python -m nudistill.online_bench`` in a fresh process, so RSS is that of a filter process.
@@ -49,8 +50,10 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=1000, help="timed batch-1 calls per run (default 1000)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per student; the median run is shown (default 3)")
     parser.add_argument("--res", type=int, default=512, help="input size of the untrained students (default 512)")
-    parser.add_argument("--students", nargs="*", help="registered students to time (default all)")
+    parser.add_argument("--students", nargs="*", help="registered students to time untrained (default all; bare --students: none)")
     parser.add_argument("--checkpoint", nargs="*", default=[], help="trained checkpoints to export and time")
+    parser.add_argument("--events", help="labelled events for the checkpoints' accuracy (default: simulated)")
+    parser.add_argument("--check-events", type=int, default=256, help="events for that accuracy (default 256)")
     args = parser.parse_args()
 
     import torch
@@ -63,11 +66,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for ckpt in args.checkpoint:
             out = Path(tmp) / f"{Path(ckpt).name}.onnx"
-            report = export_checkpoint(ExportConfig(checkpoint=ckpt, out=str(out)))
+            report = export_checkpoint(ExportConfig(checkpoint=ckpt, out=str(out), events=args.events,
+                                                    check_events=args.check_events))
             row = {"checkpoint": ckpt, "accuracy": report["metrics"].get("accuracy"),
                    "auc_macro": report["metrics"].get("auc_macro")}
             rows.append({**row, **time_model(out, args.calls, args.repeats)})
-        for name in args.students or list_students():
+        for name in list_students() if args.students is None else args.students:  # bare --students: none
             out = export_untrained(name, args.res, Path(tmp) / f"{name}.onnx")
             rows.append({"accuracy": None, **time_model(out, args.calls, args.repeats)})
     keep = ("student", "checkpoint", "height", "p50_ms", "p99_ms", "max_ms", "p50_ms_runs", "p99_ms_runs",
