@@ -302,3 +302,16 @@ def test_unloadable_file_is_a_value_error(tmp_path):
         Scorer(bad)
     with pytest.raises(ValueError, match="is not a file"):
         Scorer(tmp_path / "absent.onnx")
+
+
+@pytest.mark.parametrize("verb", ["export", "score", "bench"])
+def test_every_option_has_help(verb):
+    import argparse
+
+    from nudistill.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    parser = sub.choices[verb]
+    assert parser.description and "Example" in parser.description
+    for action in parser._actions:
+        assert action.help and len(action.help) > 10, (verb, action.dest)
