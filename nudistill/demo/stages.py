@@ -91,7 +91,8 @@ def export(run: Path, cfg: DemoConfig, done: dict) -> dict:
 
     result = export_checkpoint(ExportConfig(checkpoint=done["distill"]["dir"], out=str(run / "export" / "model.onnx"),
                                             events=done["simulate"]["test"], teacher=done["label"]["teacher_id"],
-                                            calibration=done["simulate"]["calib"]))
+                                            int8=True, calibration=done["simulate"]["calib"],
+                                            calibration_events=min(256, cfg.calib_events)))
     (run / "export" / "export.json").write_text(json.dumps(result, indent=2, default=str))
     return {"model": str(run / "export" / "model.onnx"), "int8": result.get("int8")}
 

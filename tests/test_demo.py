@@ -1,0 +1,110 @@
+"""`nudistill demo --quick`, interrupted mid-stage and rerun: it resumes without redoing finished
+stages, and every stage's output holds to its contract (events, labels, ONNX, report, final JSON)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from nudistill import CLASSES, CONCEPTS
+from nudistill.events import Validator, check_schema, iter_batches
+from nudistill.labels import LABEL_SCHEMA, probs_matrix
+
+pytestmark = [pytest.mark.slow, pytest.mark.ray]
+
+
+def _demo(run: Path) -> subprocess.Popen:
+    env = dict(os.environ, NUDISTILL_NO_PROGRESS="1", RAY_USAGE_STATS_ENABLED="0", PYTHONUNBUFFERED="1")
+    env.pop("RAY_ADDRESS", None)  # the demo starts its own embedded Ray
+    return subprocess.Popen([sys.executable, "-m", "nudistill", "demo", "--quick", "--out", str(run)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """Interrupt a quick demo inside the teacher stage, then rerun it to the end; yields (run, rerun log)."""
+    run = tmp_path_factory.mktemp("demo") / "run"
+    proc = _demo(run)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (run / "simulate" / "_done.json").is_file():
+        assert proc.poll() is None, proc.stdout.read()[-3000:]
+        time.sleep(0.5)
+    time.sleep(3)  # inside the teacher stage now
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (run / "teacher" / "_done.json").is_file()
+    stamp = (run / "simulate" / "_done.json").stat().st_mtime_ns
+    rerun = _demo(run)
+    output, _ = rerun.communicate(timeout=900)
+    assert rerun.returncode == 0, output[-4000:]
+    assert (run / "simulate" / "_done.json").stat().st_mtime_ns == stamp
+    return run, output
+
+
+def test_rerun_skips_finished_stages_and_prints_the_final_table(demo_run):
+    run, output = demo_run
+    assert "[1/9] simulate   done earlier, skipped" in output
+    assert "[2/9] teacher    ..." in output
+    for words in ("accuracy, full res", "accuracy, half res", "macro AUC", "agreement", "p50", "speed-up per event"):
+        assert words in output
+
+
+def test_events_hold_contract_1(demo_run):
+    run, _ = demo_run
+    for name in ("train", "calib", "test"):
+        validate = Validator()
+        for batch in iter_batches(run / "simulate" / name, batch_size=128):
+            check_schema(batch.schema, name)
+            ok, _ = validate(batch)
+            assert ok.all()
+
+
+def test_labels_hold_contract_2(demo_run):
+    run, _ = demo_run
+    table = pq.read_table(sorted((run / "label").glob("part-*.parquet")))
+    assert table.schema.equals(LABEL_SCHEMA)
+    n_train = pq.read_table(run / "simulate" / "train", columns=["event_id"]).num_rows
+    assert table.num_rows == n_train == len(set(table.column("event_id").to_pylist()))
+    np.testing.assert_allclose(probs_matrix(table).sum(1), 1.0, atol=1e-5)
+    summary = json.loads((run / "label" / "summary.json").read_text())
+    assert summary["ok"] == n_train and summary["replicas"] and len(summary["replicas"]) <= 2
+
+
+def test_onnx_holds_contract_3(demo_run):
+    import onnxruntime as ort
+
+    run, _ = demo_run
+    sess = ort.InferenceSession(str(run / "export" / "model.onnx"), providers=["CPUExecutionProvider"])
+    meta = sess.get_modelmeta().custom_metadata_map
+    assert json.loads(meta["classes"]) == list(CLASSES) and json.loads(meta["concepts"]) == list(CONCEPTS)
+    assert {"height", "width", "teacher", "student", "metrics", "nudistill_version", "created"} <= set(meta)
+    assert [i.name for i in sess.get_inputs()] == ["xz", "yz"] and [o.name for o in sess.get_outputs()] == ["probs", "concepts"]
+
+
+def test_report_has_every_figure(demo_run):
+    run, _ = demo_run
+    md = (run / "report" / "report.md").read_text()
+    for png in ("roc.png", "confusion.png", "reliability.png", "latency.png", "resolution.png", "examples.png"):
+        path = run / "report" / png
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000, png
+        assert f"]({png})" in md
+    assert "VLM teacher (paper)" in md and "Different datasets" in md
+
+
+def test_final_json_is_sane(demo_run):
+    run, _ = demo_run
+    s = json.loads((run / "summary.json").read_text())
+    for key in ("teacher_accuracy", "student_accuracy", "teacher_accuracy_half", "student_accuracy_half",
+                "teacher_auc", "student_auc", "agreement"):
+        assert 0.0 <= s[key] <= 1.0, key
+    assert 0 < s["student_p50_ms"] <= s["student_p99_ms"]
+    assert s["teacher_events_per_s"] > 0 and s["speedup_per_event"] > 1
