@@ -8,17 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from nudistill.cli.args import positive_int
-
-
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must not be negative")
-    return value
+from nudistill.cli.args import non_negative_float, positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
