@@ -48,6 +48,7 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--temperature", type=float, default=2.0)
+    p.add_argument("--concept-weight", type=float, default=2.0)
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 
@@ -109,7 +110,7 @@ def main(argv=None) -> dict:
     result: dict = {"teacher_source": "stand-in (truth + noise), NOT the acceptance" if args.stand_in_teacher
                     else (args.teacher or train_labels),
                     "budget": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-                               "temperature": args.temperature, "seed": args.seed},
+                               "temperature": args.temperature, "concept_weight": args.concept_weight, "seed": args.seed},
                     "students": {}}
     for name in args.students.split(","):
         for recipe in args.recipes.split(","):
@@ -117,6 +118,7 @@ def main(argv=None) -> dict:
             t0 = time.time()
             train(dict(events=args.train_events, labels=train_labels, out=str(d), student=name, epochs=args.epochs,
                        batch_size=args.batch_size, lr=args.lr, temperature=args.temperature, seed=args.seed,
+                       concept_weight=args.concept_weight,
                        **RECIPES[recipe]))
             report = evaluate(d, args.test_events, test_labels)
             (d / "eval_test.json").write_text(json.dumps(report, indent=2))

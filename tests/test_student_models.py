@@ -77,9 +77,10 @@ def test_bad_checkpoints_name_the_file(tmp_path):
         load_student(tmp_path)
 
 
-def test_default_student_exports_to_onnx_with_dynamic_batch(tmp_path):
+@pytest.mark.parametrize("global_pool", ["mean", "meanmax"])
+def test_default_student_exports_to_onnx_with_dynamic_batch(tmp_path, global_pool):
     ort = pytest.importorskip("onnxruntime")
-    m = create_student(DEFAULT_STUDENT, height=RES, width=RES).eval()
+    m = create_student(DEFAULT_STUDENT, height=RES, width=RES, global_pool=global_pool).eval()
     xz, yz = _views(2)
     path = tmp_path / "m.onnx"
     torch.onnx.export(m, (xz, yz), str(path), input_names=["xz", "yz"], output_names=["logits", "concepts"],

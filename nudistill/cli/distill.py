@@ -37,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=positive_float, help="peak AdamW learning rate, warm-up then cosine (default 3e-3)")
     p.add_argument("--alpha", type=fraction, help="weight of the soft-target KL term; 1-alpha weighs the hard CE (default 1)")
     p.add_argument("--temperature", type=positive_float, help="distillation temperature T (default 2)")
-    p.add_argument("--concept-weight", type=float, help="weight beta of the concept BCE, masked where no rationale (default 0.5)")
+    p.add_argument("--concept-weight", type=float, help="weight beta of the concept BCE, masked where no rationale (default 2)")
     p.add_argument("--hard-labels", choices=("teacher", "truth"), help="hard labels of the CE term: teacher argmax or "
                    "the events' truth label (default teacher)")
     p.add_argument("--concept-source", choices=("teacher", "truth", "none"),

@@ -35,8 +35,8 @@ class DistillConfig:
     """Weight of the soft-target KL term; 1 - alpha weighs the hard-label CE."""
     temperature: float = 2.0
     """Distillation temperature T."""
-    concept_weight: float = 0.5
-    """beta: weight of the concept BCE (masked where no rationale)."""
+    concept_weight: float = 2.0
+    """beta: weight of the concept BCE (masked where no rationale); 2 lifted concept AUC over 0.5 at equal accuracy."""
     hard_labels: str = "teacher"
     """Hard labels for the CE term: teacher (argmax of probs) or truth (the events' label column)."""
     concept_source: str = "teacher"

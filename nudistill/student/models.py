@@ -27,6 +27,7 @@ MBV2_STAGES: tuple[tuple[int, int, int, int], ...] = (
     (1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1),
 )
 SCALES = ("log", "sqrt", "linear")
+POOLS = ("mean", "meanmax")
 NORMS = ("bn", "gn", "none")
 
 
@@ -66,6 +67,8 @@ class StudentConfig:
     """Norm layer: bn (folds into conv at export), gn or none."""
     bn_momentum: float = 0.1
     """BatchNorm running-stat momentum (stats are also recomputed before eval, see train.py)."""
+    global_pool: str = "mean"
+    """Spatial pooling of each branch: mean, or meanmax (mean and max concatenated: keeps small local features)."""
     head_hidden: int = 256
     """Hidden units of the merged head (0 = linear heads)."""
     dropout: float = 0.1
@@ -82,6 +85,8 @@ class StudentConfig:
             raise UserError(f"pool={self.pool} must be >= 1 and divide the input size {self.height}x{self.width}")
         if self.scale not in SCALES:
             raise UserError(f"scale {self.scale!r} is not one of {', '.join(SCALES)}")
+        if self.global_pool not in POOLS:
+            raise UserError(f"global_pool {self.global_pool!r} is not one of {', '.join(POOLS)}")
         if self.norm not in NORMS:
             raise UserError(f"norm {self.norm!r} is not one of {', '.join(NORMS)}")
         if self.width_mult <= 0 or self.stem_stride < 1:
@@ -117,9 +122,14 @@ class Backbone(nn.Module):
         if cfg.last_channels:
             layers.append(ConvNormAct(cin, self.out_channels, 1, norm=norm, momentum=mom))
         self.features = nn.Sequential(*layers)
+        self.meanmax = cfg.global_pool == "meanmax"
+        self.feature_dim = self.out_channels * (2 if self.meanmax else 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x).mean((2, 3))  # (B, C)
+        f = self.features(x)  # (B, C, h, w)
+        if self.meanmax:  # a proton stub is a few pixels: the max keeps it, the mean dilutes it
+            return torch.cat([f.mean((2, 3)), f.amax((2, 3))], dim=1)  # (B, 2C)
+        return f.mean((2, 3))  # (B, C)
 
 
 class TwoViewStudent(nn.Module):
@@ -134,7 +144,7 @@ class TwoViewStudent(nn.Module):
         self.cfg = cfg
         self.backbone_xz = Backbone(cfg)
         self.backbone_yz = self.backbone_xz if cfg.shared else Backbone(cfg)
-        feat = 2 * self.backbone_xz.out_channels
+        feat = 2 * self.backbone_xz.feature_dim
         if cfg.head_hidden:
             self.neck = nn.Sequential(nn.Linear(feat, cfg.head_hidden), nn.ReLU(inplace=True), nn.Dropout(cfg.dropout))
             feat = cfg.head_hidden

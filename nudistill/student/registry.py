@@ -23,7 +23,9 @@ LEAN_STAGES = ((1, 16, 1, 1), (4, 24, 2, 2), (4, 32, 2, 2), (4, 64, 2, 2), (4, 9
 
 def _lean(**changes) -> dict:
     """The lean family: width 0.5, shortened stages, siamese weights, small head; ``changes`` on top."""
-    return dict(width_mult=0.5, stages=LEAN_STAGES, last_channels=256, head_hidden=128, shared=True) | changes
+    # meanmax pooling: +0.014 concept macro AUC on 512² simulated events (issue 6 measurement, 4 epochs)
+    return dict(width_mult=0.5, stages=LEAN_STAGES, last_channels=256, head_hidden=128, shared=True,
+                global_pool="meanmax") | changes
 
 
 def register(fn: Callable[[], dict]) -> Callable[[], dict]:
