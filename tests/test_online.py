@@ -277,7 +277,7 @@ def test_score_cli_streams_10000_events_with_bounded_memory(ten_thousand_events,
     model = write_model(create_student("lean_pool4", height=64, width=64).eval(), tmp_path / "m64.onnx",
                         "test-teacher", {"latency": None})
     peaks = {}
-    for n in (1000, 10000):
+    for n in (2000, 10000):
         out = tmp_path / f"scores{n}.parquet"
         proc = subprocess.run([sys.executable, "-c", PEAK_RSS, "score", str(model), str(ten_thousand_events),
                                "--out", str(out), "--limit", str(n)], capture_output=True, text=True, cwd=ROOT)
@@ -291,8 +291,11 @@ def test_score_cli_streams_10000_events_with_bounded_memory(ten_thousand_events,
     assert status["shard9-0001"].startswith("error: byte_count")
     assert status["shard9-0002"].startswith("error: bad_shape")
     assert table.column("probs").null_count == 3
-    # 10,000 events are ~80 MB of pixels; streaming keeps the peak within a few MB of the 1,000-event run
-    assert peaks[10000] - peaks[1000] < 25, peaks
+    # The 8,000 extra events are 65 MB of pixels, and holding them would cost at least twice that (Arrow
+    # buffers + decoded arrays). Streaming keeps the peak flat: measured 270-310 MB for 2,000 to 10,000
+    # events at 64x64 (Arrow reads a few files ahead; peaks jitter by ~30 MB from run to run).
+    print(f"peak RSS of `nudistill score` in MB by events scored: {peaks}")
+    assert peaks[10000] - peaks[2000] < 50, peaks
 
 
 def test_unloadable_file_is_a_value_error(tmp_path):
