@@ -38,6 +38,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--max-steps", type=positive_int, help="stop after this many optimiser steps")
     q.add_argument("--batch-size", type=positive_int, default=16, help="events per step (default 16)")
     q.add_argument("--lr", type=positive_float, help="peak learning rate (default 2e-3 full, 2e-4 LoRA)")
+    q.add_argument("--vision-warmup", type=non_negative_int, default=0,
+                   help="steps of supervised vision-tower warm-up first (a from-scratch tiny base needs ~200)")
+    q.add_argument("--image-lr-scale", type=positive_float, default=1.0,
+                   help="learning-rate multiplier for the vision tower, projector and cross-attention (default 1)")
     q.add_argument("--no-rationale", dest="rationale", action="store_false", help="train the label sentence only")
     q.add_argument("--checkpoint-every", type=positive_int, default=100, help="steps between checkpoints (default 100)")
     q.add_argument("--threads", type=positive_int, help="torch CPU threads")

@@ -27,7 +27,7 @@ class Trainer:
         self.prompt = build_prompt(processor)
         self.table = phrase_table(self.tokenizer, spec.phrases())
         self.params = [p for p in model.parameters() if p.requires_grad]
-        self.optim = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.optim = torch.optim.AdamW(_param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.sched = None
 
     @classmethod
@@ -161,3 +161,19 @@ def _with_lora(model, cfg):
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=LORA_TARGETS, bias="none")
     return get_peft_model(model, lora)
+
+
+IMAGE_PATH = ("vision_model", "multi_modal_projector", "cross_attn")
+"""Parameter-name parts of the image path: the vision tower, its projector and the gated cross-attention."""
+
+
+def _param_groups(model, cfg) -> list[dict]:
+    """Trainable parameters, with the image path at ``lr * image_lr_scale``."""
+    image, text = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (image if any(k in name for k in IMAGE_PATH) else text).append(p)
+    groups = [dict(params=text, lr=cfg.lr)]
+    if image:
+        groups.append(dict(params=image, lr=cfg.lr * cfg.image_lr_scale))
+    return groups
