@@ -1,7 +1,7 @@
 """`nudistill teacher`: build, fine-tune, calibrate and evaluate the VLM teacher.
 
     nudistill teacher init --tiny --out teacher0
-    nudistill teacher finetune --base teacher0 --events events --out teacher1 --full --epochs 2
+    nudistill teacher finetune --base teacher0 --events events --out teacher1 --full --epochs 2 --vision-warmup 300
     nudistill teacher calibrate --teacher teacher1 --events calib
     nudistill teacher eval --teacher teacher1 --events test --rationales 200
 """

@@ -8,7 +8,7 @@ QLoRA (Dettmers et al. 2023) puts the same adapters on an NF4 4-bit base.
 Run (tiny CPU example):
     nudistill teacher init --tiny --out teacher0
     nudistill simulate --n 2000 --out events
-    nudistill teacher finetune --base teacher0 --events events --out teacher1 --full --epochs 2
+    nudistill teacher finetune --base teacher0 --events events --out teacher1 --full --epochs 2 --vision-warmup 300
 """
 
 from __future__ import annotations
