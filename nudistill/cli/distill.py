@@ -22,14 +22,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The distillation options, shared by the CLI and ``ray_jobs/distill_and_export.py``."""
-    from nudistill.student.registry import DEFAULT_STUDENT, list_students
-
     p.add_argument("--events", required=True, help="events dataset (contract 1): Parquet file, directory, glob or URI")
     p.add_argument("--labels", help="teacher labels (contract 2) covering every event; omit to train on truth")
     p.add_argument("--out", required=True, help="output directory: model.safetensors + config.json (best by val loss), "
                    "last/ (resume state), metrics.jsonl")
-    p.add_argument("--student", default=DEFAULT_STUDENT, choices=list_students(),
-                   help=f"registered student (default {DEFAULT_STUDENT}, the latency-lean one)")
+    p.add_argument("--student", help="registered student: lean_pool4 (default, latency-lean), lean_pool2, lean_stride4, "
+                   "tiny_pool8 or siamese_mbv2 (the study's baseline)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a student config field, e.g. --set width_mult=0.75 (JSON values; repeatable)")
     p.add_argument("--epochs", type=positive_int, help="total epochs; a resumed run continues up to this (default 10)")

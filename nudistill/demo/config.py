@@ -25,6 +25,8 @@ class DemoConfig:
     """Held-out events for the final evaluation against truth."""
     teacher_steps: int = 500
     """Optimiser steps of the tiny teacher's full fine-tune."""
+    vision_warmup: int = 300
+    """Steps that pre-train the teacher's vision tower through a throw-away head before the fine-tune."""
     replicas: int = 2
     """Teacher replicas in the labelling job."""
     rationale: str = "all"
@@ -40,8 +42,8 @@ class DemoConfig:
 
     def __post_init__(self):
         if self.quick:
-            self.events, self.calib_events, self.test_events = min(self.events, 240), 96, 256
-            self.teacher_steps, self.student_epochs, self.bench_calls = 60, 3, 1000
+            self.events, self.calib_events, self.test_events = min(self.events, 480), 128, 256
+            self.teacher_steps, self.vision_warmup, self.student_epochs, self.bench_calls = 150, 200, 3, 1000
         for name in ("events", "calib_events", "test_events", "teacher_steps", "replicas", "student_epochs", "bench_calls"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")

@@ -37,7 +37,8 @@ def teacher(run: Path, cfg: DemoConfig, done: dict) -> dict:
     if not (base / "config.json").is_file():
         build_tiny_teacher(base)
     ft = FinetuneConfig(base=str(base), events=done["simulate"]["train"], out=str(run / "teacher" / "model"),
-                        mode="full", max_steps=cfg.teacher_steps, epochs=1000.0, batch_size=16)
+                        mode="full", max_steps=cfg.teacher_steps, epochs=1000.0, batch_size=16,
+                        vision_warmup=cfg.vision_warmup)
     result = run_finetune(ft)
     return {"dir": result.out, "steps": result.steps, "seconds": round(result.seconds, 1),
             "final_loss": result.history[-1].get("loss") if result.history else None}
