@@ -1,4 +1,5 @@
-"""Ray job: train a student with Ray Train (DDP over N workers), then export it to a checked ONNX model.
+"""Ray job: train a student with Ray Train (DDP over N workers), export it to a checked ONNX model, then
+benchmark and evaluate it and write its report (bench.json, evaluation.json, latency.png, report.md) to --out.
 
 Submit to a cluster (see README and cluster.yaml):
     ray job submit --address http://127.0.0.1:8265 --working-dir . -- \
@@ -34,6 +35,10 @@ def main() -> int:
         report = export_checkpoint(ExportConfig(checkpoint=cfg.out, out=args.onnx or str(Path(cfg.out) / "model.onnx"),
                                                 events=cfg.events))
         print(json.dumps(report, default=str), flush=True)
+        from nudistill.report.shipping import write_shipping_report
+
+        onnx = args.onnx or str(Path(cfg.out) / "model.onnx")
+        print(f"report: {write_shipping_report(onnx, cfg.events, cfg.labels, cfg.out)}", flush=True)
     except UserError as exc:
         print(f"distill_and_export: error: {exc}", file=sys.stderr)
         return 2

@@ -225,3 +225,25 @@ def test_cluster_yaml_validates_against_rays_schema():
     workers = {k: v for k, v in config["available_node_types"].items() if k != config["head_node_type"]}
     assert any(v["resources"].get("GPU", 0) > 0 and v["max_workers"] > v["min_workers"] for v in workers.values())
     assert config["available_node_types"][config["head_node_type"]]["resources"].get("GPU", 0) == 0
+
+
+def test_distill_and_export_job_submit_gives_a_verified_model(ray_head, tmp_path):
+    """The cluster path of issue 8: Ray Train (2 CPU workers) -> checked ONNX -> bench and report in --out.
+    Labels are the events' truth here (--alpha 0), which keeps the test about the job, not the teacher."""
+    import onnxruntime as ort
+
+    write_dataset(SimConfig(n=160, res=64, seed=6, rows_per_file=80), tmp_path / "ev", progress_bar=False)
+    out = tmp_path / "student"
+    res = subprocess.run([BIN / "ray", "job", "submit", "--address", ray_head[1], "--working-dir", str(REPO), "--",
+                          "python", "ray_jobs/distill_and_export.py", "--events", str(tmp_path / "ev"), "--out", str(out),
+                          "--alpha", "0", "--hard-labels", "truth", "--concept-source", "truth", "--epochs", "1",
+                          "--workers", "2"], env=_env(), capture_output=True, text=True, timeout=900, cwd=REPO)
+    assert res.returncode == 0 and "succeeded" in res.stdout + res.stderr, (res.stdout + res.stderr)[-3000:]
+    sess = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    meta = sess.get_modelmeta().custom_metadata_map
+    assert meta["height"] == "64" and "metrics" in meta
+    bench = json.loads((out / "bench.json").read_text())
+    assert 0 < bench["p50_ms"] <= bench["p99_ms"]
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    assert 0.0 <= evaluation["full"]["accuracy"] <= 1.0 and 0.0 <= evaluation["half"]["accuracy"] <= 1.0
+    assert (out / "latency.png").stat().st_size > 5000 and "p99 ms" in (out / "report.md").read_text()
