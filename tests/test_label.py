@@ -232,7 +232,7 @@ def test_distill_and_export_job_submit_gives_a_verified_model(ray_head, tmp_path
     Labels are the events' truth here (--alpha 0), which keeps the test about the job, not the teacher."""
     import onnxruntime as ort
 
-    write_dataset(SimConfig(n=160, res=64, seed=6, rows_per_file=80), tmp_path / "ev", progress_bar=False)
+    write_dataset(SimConfig(n=300, res=64, seed=6, rows_per_file=150), tmp_path / "ev", progress_bar=False)
     out = tmp_path / "student"
     res = subprocess.run([BIN / "ray", "job", "submit", "--address", ray_head[1], "--working-dir", str(REPO), "--",
                           "python", "ray_jobs/distill_and_export.py", "--events", str(tmp_path / "ev"), "--out", str(out),
