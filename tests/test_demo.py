@@ -19,7 +19,7 @@ from nudistill import CLASSES, CONCEPTS
 from nudistill.events import Validator, check_schema, iter_batches
 from nudistill.labels import LABEL_SCHEMA, probs_matrix
 
-pytestmark = [pytest.mark.slow, pytest.mark.ray]
+pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.timeout(1800)]
 
 
 def _demo(run: Path) -> subprocess.Popen:

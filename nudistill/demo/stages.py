@@ -6,6 +6,7 @@ Each stage is either resumable itself (fine-tune, labelling, distillation) or ch
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -34,8 +35,11 @@ def teacher(run: Path, cfg: DemoConfig, done: dict) -> dict:
     from nudistill.teacher.tiny import build_tiny_teacher
 
     base = run / "teacher" / "init"
-    if not (base / "config.json").is_file():
-        build_tiny_teacher(base)
+    if not base.is_dir():  # built aside and renamed, so a kill mid-build leaves no half teacher behind
+        tmp = run / "teacher" / "init.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        build_tiny_teacher(tmp)
+        tmp.rename(base)
     ft = FinetuneConfig(base=str(base), events=done["simulate"]["train"], out=str(run / "teacher" / "model"),
                         mode="full", max_steps=cfg.teacher_steps, epochs=1000.0, batch_size=16,
                         vision_warmup=cfg.vision_warmup)
