@@ -67,8 +67,9 @@ class LabelActor:
     def __call__(self, batch: pa.Table) -> pa.Table:
         t0 = time.perf_counter()
         bad = batch.column(ERROR).is_valid()
-        parts = [error_rows(batch.filter(bad).column("event_id").to_pylist(), batch.filter(bad).column(ERROR).to_pylist(),
-                            self.teacher_id, batch.filter(bad).column(ROW).to_numpy())]
+        rejected = batch.filter(bad)
+        parts = [error_rows(rejected.column("event_id").to_pylist(), rejected.column(ERROR).to_pylist(),
+                            self.teacher_id, rejected.column(ROW).to_numpy())]
         good = batch.filter(pa.compute.invert(bad))
         if good.num_rows:
             key = "batch-" + rows_key(good.column(ROW).to_numpy())

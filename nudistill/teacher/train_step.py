@@ -124,7 +124,7 @@ class Trainer:
         path = directory / "state.pt"
         if not path.is_file():
             return 0, []
-        state = torch.load(path, map_location=self.device, weights_only=False)
+        state = torch.load(path, map_location=self.device, weights_only=True)
         if state["fingerprint"] != self.cfg.fingerprint():
             raise UserError(f"{directory} holds a checkpoint of a run with other settings; "
                             "remove it or choose another --out")
