@@ -205,3 +205,19 @@ def test_bad_views_and_spec_rejected(teacher, tiny_dir, tmp_path):
         load_teacher(with_spec(tiny_dir, tmp_path, colour="blue"), device="cpu")
     with pytest.raises(UserError, match="not a directory"):
         load_teacher(tmp_path / "missing", device="cpu")
+
+
+@pytest.mark.parametrize("side", [128, 256, 96])
+def test_prompt_encoder_equals_processor(teacher, side):
+    """The vectorised encoder gives the processor's tensors: on tile-sized views (256 max-pools to the
+    128 px tile) by its shortcut, on 96 px views (which the processor resizes) by falling back to it."""
+    from nudistill.teacher.inputs import PromptEncoder
+
+    views = random_views(5, side, side, seed=side)
+    enc = PromptEncoder(teacher.processor, teacher.prompt, teacher.spec.view_size)
+    fast, ref = enc(views), encode_prompt(teacher.processor, teacher.prompt, views, teacher.spec.view_size)
+    assert enc._fast_for == {(min(side, 128),) * 2: side >= 128}
+    assert fast.keys() == ref.keys()
+    for k in ref:
+        assert fast[k].shape == ref[k].shape and fast[k].dtype == ref[k].dtype, k
+        assert torch.allclose(fast[k].double(), ref[k].double(), atol=1e-6), k

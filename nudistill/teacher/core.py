@@ -14,7 +14,7 @@ import torch
 from nudistill import CLASSES
 from nudistill.concepts import concepts_in_text
 from nudistill.teacher import teacher_id as tid
-from nudistill.teacher.inputs import check_views, encode_prompt, phrase_table
+from nudistill.teacher.inputs import PromptEncoder, check_views, phrase_table
 from nudistill.teacher.prompt import PROMPT_VERSION, build_prompt
 from nudistill.teacher.rationale import RationalePolicy, greedy_rationales
 from nudistill.teacher.scoring import phrase_logprobs, temperature_softmax, vision_states
@@ -32,6 +32,7 @@ class Teacher:
         self.quantize, self.device, self.batch_size = quantize, device, batch_size
         self.tokenizer = processor.tokenizer
         self.prompt = build_prompt(processor)
+        self.encode = PromptEncoder(processor, self.prompt, spec.view_size)
         self.table = phrase_table(self.tokenizer, spec.phrases())  # refuses colliding phrases
         self._digests: tuple[str, str] | None = None
 
@@ -59,7 +60,7 @@ class Teacher:
         views = check_views(views)
         for start in range(0, len(views), self.batch_size):
             chunk = views[start: start + self.batch_size]
-            batch = encode_prompt(self.processor, self.prompt, chunk, self.spec.view_size)
+            batch = self.encode(chunk)
             batch = {k: v.to(self.device) for k, v in batch.items()}
             yield start, batch, vision_states(self.model, batch)
 

@@ -12,7 +12,7 @@ import torch
 
 from nudistill.errors import UserError
 from nudistill.teacher.data import Labelled
-from nudistill.teacher.inputs import encode_prompt, phrase_table
+from nudistill.teacher.inputs import PromptEncoder, phrase_table
 from nudistill.teacher.prompt import build_prompt
 from nudistill.teacher.spec import TeacherSpec
 
@@ -25,6 +25,7 @@ class Trainer:
         self.base_dir, self.device = base_dir, device
         self.tokenizer = processor.tokenizer
         self.prompt = build_prompt(processor)
+        self.encode = PromptEncoder(processor, self.prompt, spec.view_size)
         self.table = phrase_table(self.tokenizer, spec.phrases())
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optim = torch.optim.AdamW(_param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -67,7 +68,7 @@ class Trainer:
 
     def batch(self, data: Labelled) -> tuple[dict, torch.Tensor, torch.Tensor]:
         """Model inputs (prompt + answers, right padded), answer ids (B, La) and their mask."""
-        enc = encode_prompt(self.processor, self.prompt, data.views, self.spec.view_size)
+        enc = self.encode(data.views)
         answers = [self.answer_ids(int(y), r) for y, r in zip(data.y, data.rationale)]
         width = max(len(a) for a in answers)
         ans = torch.full((len(answers), width), self.tokenizer.pad_token_id, dtype=torch.long)
