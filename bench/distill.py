@@ -89,6 +89,30 @@ def cost(student_dir: Path) -> dict:
     return {"params": count_params(m), "gmac": round(count_macs(m) / 1e9, 4)}
 
 
+def teacher_concepts(test_events: str, test_labels: str) -> dict | None:
+    """AUC against truth of the concepts the teacher's rationales name on the test events (0/1 scores).
+
+    The student learns its concepts from these rationales, so this is roughly its ceiling for soft/hard
+    recipes. None when the test labels carry no rationales.
+    """
+    import numpy as np
+
+    from nudistill import CONCEPTS, metrics
+    from nudistill.events import resolve_dataset
+
+    labels = resolve_dataset(test_labels).to_table(columns=["event_id", "concepts", "rationale"])
+    named = {e: c for e, c, r in zip(*(labels.column(k).to_pylist() for k in ("event_id", "concepts", "rationale")))
+             if r is not None}
+    if not named:
+        return None
+    truth = resolve_dataset(test_events).to_table(columns=["event_id", "concepts"])
+    ids = [e for e in truth.column("event_id").to_pylist() if e in named]
+    true_c = dict(zip(truth.column("event_id").to_pylist(), truth.column("concepts").to_pylist()))
+    hot = lambda cs: [float(c in (cs or [])) for c in CONCEPTS]  # noqa: E731
+    out = metrics.concept_auc(np.array([hot(true_c[e]) for e in ids]), np.array([hot(named[e]) for e in ids]))
+    return {**out, "events": len(ids)}
+
+
 def row(report: dict) -> dict:
     """The headline numbers of one evaluation."""
     full, half = report["full"], report["half"]
@@ -126,6 +150,8 @@ def main(argv=None) -> dict:
                 result["teacher"] = {k: report["teacher"][k] for k in ("n", "accuracy")}
             result["students"][f"{name}/{recipe}"] = {**row(report), **cost(d), "train_seconds": round(time.time() - t0)}
             print(json.dumps({f"{name}/{recipe}": result["students"][f"{name}/{recipe}"]}), file=sys.stderr)
+    if not args.stand_in_teacher:
+        result["teacher_named_concepts_auc"] = teacher_concepts(args.test_events, test_labels)
     result["goals"] = goals(result)
     (out / "bench.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))

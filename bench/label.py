@@ -2,7 +2,7 @@
 
 The same events, the same tiny teacher and the same per-batch work (prefilter + LabelActor); Ray's
 cluster start is outside the timing, actor start-up (teacher load) is inside, as in the bare loop.
-Run: ``.venv/bin/python bench/label.py --n 5000 --res 128``   (quick look: ``--n 500``)
+Run: ``.venv/bin/python bench/label.py --n 5000 --teacher TEACHER_DIR``   (quick look: ``--n 500 --res 128``)
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def ray_run(events: str, teacher: str, out: str, batch_size: int, replicas: int)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=5000, help="events (default 5000)")
-    parser.add_argument("--res", type=int, default=128, help="pixel-map side (default 128)")
+    parser.add_argument("--res", type=int, default=512, help="pixel-map side (default 512, the study's)")
     parser.add_argument("--batch-size", type=int, default=32, help="events per teacher call (default 32)")
     parser.add_argument("--teacher", help="teacher directory (default: build the tiny teacher)")
     args = parser.parse_args()

@@ -318,3 +318,20 @@ def test_every_option_has_help(verb):
     assert parser.description and "Example" in parser.description
     for action in parser._actions:
         assert action.help and len(action.help) > 10, (verb, action.dest)
+
+
+def test_certificate_samples_are_the_ones_it_summarises(model_path, tmp_path):
+    """The demo's latency histogram reads these samples, so it shows the certificate's own p50/p99."""
+    from nudistill.online_bench import main as bench_main
+
+    samples = tmp_path / "latency_ms.npy"
+    proc = subprocess.run([sys.executable, "-m", "nudistill.online_bench", str(model_path), "--calls", "40",
+                           "--warmup", "2", "--batch", "4", "--samples", str(samples)],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    cert = json.loads(proc.stdout.strip().splitlines()[-1])
+    ms = np.load(samples)
+    assert ms.shape == (40,) and (ms > 0).all()
+    assert cert["p50_ms"] == round(float(np.percentile(ms, 50)), 3)
+    assert cert["p99_ms"] == round(float(np.percentile(ms, 99)), 3)
+    assert bench_main([str(model_path), "--calls", "0"]) == 2  # a bad count is one sentence, not a traceback
