@@ -12,7 +12,9 @@ Run with a trained teacher (labels the events first with ``nudistill label``)::
     nudistill simulate --n 1000 --res 512 --seed 11 --out /tmp/b/test
     python bench/distill.py --train-events /tmp/b/train --test-events /tmp/b/test --teacher TEACHER_DIR --out /tmp/b/run
 
-or with labels made already (``--train-labels L1 --test-labels L2``). ``--stand-in-teacher`` uses truth with
+or with labels made already (``--train-labels L1 --test-labels L2``). Soft and hard students differ by about
+one seed's noise here, so compare them with ``--seeds 0,1,2`` (the table then holds means and the spread) on a
+test set of a few thousand events. ``--stand-in-teacher`` uses truth with
 noise instead of a teacher (for developing the trainer; its numbers are NOT the acceptance and say so).
 Tiny CPU run: the same with ``--res 64`` events, ``--n 200``, ``--epochs 1 --stand-in-teacher``.
 """
@@ -49,7 +51,9 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--temperature", type=float, default=2.0)
     p.add_argument("--concept-weight", type=float, default=2.0)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", default="0",
+                   help="comma-separated training seeds; with several, each recipe is trained once per seed and "
+                        "the table reports the mean and the spread (soft vs hard differ by about one seed's noise)")
     return p.parse_args(argv)
 
 
@@ -121,6 +125,17 @@ def row(report: dict) -> dict:
             "concept_macro_auc": (full.get("concept_auc") or {}).get("macro")}
 
 
+def mean_of(runs: list[dict]) -> dict:
+    """Mean of each number over seeds, plus the accuracy's spread (sample sd; 0 for one seed)."""
+    import numpy as np
+
+    keys = [k for k, v in runs[0].items() if isinstance(v, (int, float))]
+    out = {k: float(np.mean([r[k] for r in runs])) for k in keys}
+    out["accuracy_sd"] = float(np.std([r["accuracy"] for r in runs], ddof=1)) if len(runs) > 1 else 0.0
+    out["seeds"] = len(runs)
+    return out
+
+
 def main(argv=None) -> dict:
     import torch
 
@@ -128,28 +143,33 @@ def main(argv=None) -> dict:
     from nudistill.student.train import train
 
     args = parse(argv)
+    seeds = [int(x) for x in args.seeds.split(",")]
     torch.set_num_threads(1)
     out = Path(args.out)
     train_labels, test_labels = labels_for(args, out)
     result: dict = {"teacher_source": "stand-in (truth + noise), NOT the acceptance" if args.stand_in_teacher
                     else (args.teacher or train_labels),
                     "budget": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-                               "temperature": args.temperature, "concept_weight": args.concept_weight, "seed": args.seed},
-                    "students": {}}
+                               "temperature": args.temperature, "concept_weight": args.concept_weight,
+                               "seeds": seeds},
+                    "students": {}, "runs": {}}
     for name in args.students.split(","):
         for recipe in args.recipes.split(","):
-            d = out / f"{name}_{recipe}"
-            t0 = time.time()
-            train(dict(events=args.train_events, labels=train_labels, out=str(d), student=name, epochs=args.epochs,
-                       batch_size=args.batch_size, lr=args.lr, temperature=args.temperature, seed=args.seed,
-                       concept_weight=args.concept_weight,
-                       **RECIPES[recipe]))
-            report = evaluate(d, args.test_events, test_labels)
-            (d / "eval_test.json").write_text(json.dumps(report, indent=2))
-            if report.get("teacher"):
-                result["teacher"] = {k: report["teacher"][k] for k in ("n", "accuracy")}
-            result["students"][f"{name}/{recipe}"] = {**row(report), **cost(d), "train_seconds": round(time.time() - t0)}
-            print(json.dumps({f"{name}/{recipe}": result["students"][f"{name}/{recipe}"]}), file=sys.stderr)
+            runs = []
+            for seed in seeds:
+                d = out / (f"{name}_{recipe}" if len(seeds) == 1 else f"{name}_{recipe}_s{seed}")
+                t0 = time.time()
+                train(dict(events=args.train_events, labels=train_labels, out=str(d), student=name,
+                           epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, temperature=args.temperature,
+                           seed=seed, concept_weight=args.concept_weight, **RECIPES[recipe]))
+                report = evaluate(d, args.test_events, test_labels)
+                (d / "eval_test.json").write_text(json.dumps(report, indent=2))
+                if report.get("teacher"):
+                    result["teacher"] = {k: report["teacher"][k] for k in ("n", "accuracy")}
+                runs.append({**row(report), **cost(d), "train_seconds": round(time.time() - t0)})
+                result["runs"][f"{name}/{recipe}/seed{seed}"] = runs[-1]
+                print(json.dumps({f"{name}/{recipe}/seed{seed}": runs[-1]}), file=sys.stderr)
+            result["students"][f"{name}/{recipe}"] = mean_of(runs)
     if not args.stand_in_teacher:
         result["teacher_named_concepts_auc"] = teacher_concepts(args.test_events, test_labels)
     result["goals"] = goals(result)
