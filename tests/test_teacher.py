@@ -221,3 +221,16 @@ def test_prompt_encoder_equals_processor(teacher, side):
     for k in ref:
         assert fast[k].shape == ref[k].shape and fast[k].dtype == ref[k].dtype, k
         assert torch.allclose(fast[k].double(), ref[k].double(), atol=1e-6), k
+
+
+def test_prompt_encoder_keeps_each_view_shape_apart(teacher):
+    """One encoder fed 96 px (processor) then 128 px (shortcut) views still matches the processor."""
+    from nudistill.teacher.inputs import PromptEncoder
+
+    enc = PromptEncoder(teacher.processor, teacher.prompt, teacher.spec.view_size)
+    for side in (96, 128, 96):
+        views = random_views(3, side, side, seed=side)
+        fast, ref = enc(views), encode_prompt(teacher.processor, teacher.prompt, views, teacher.spec.view_size)
+        assert all(torch.equal(fast[k], ref[k]) or torch.allclose(fast[k].double(), ref[k].double(), atol=1e-6)
+                   for k in ref)
+    assert enc._fast_for == {(96, 96): False, (128, 128): True}

@@ -70,7 +70,7 @@ class PromptEncoder:
 
     def __init__(self, processor, prompt: str, view_size: int | None):
         self.processor, self.prompt, self.view_size = processor, prompt, view_size
-        self._template: dict | None = None  # one event's processor output: text tensors, aspect ids
+        self._templates: dict[tuple[int, int], dict] = {}  # per view shape: one event's processor output
         self._fast_for: dict[tuple[int, int], bool] = {}
 
     def __call__(self, views: np.ndarray) -> dict:
@@ -85,19 +85,19 @@ class PromptEncoder:
     def _fast(self, views: np.ndarray) -> dict:
         import torch
 
-        ip, b = self.processor.image_processor, len(views)
+        ip, b, template = self.processor.image_processor, len(views), self._templates[views.shape[2:]]
         scale = float(ip.rescale_factor) if ip.do_rescale else 1.0
         mean = torch.tensor(ip.image_mean if ip.do_normalize else [0.0] * 3, dtype=torch.float32)
         std = torch.tensor(ip.image_std if ip.do_normalize else [1.0] * 3, dtype=torch.float32)
         x = torch.from_numpy(np.ascontiguousarray(views)).to(torch.float32).mul_(scale)  # (B, 2, S, S)
         px = (x[:, :, None, None] - mean.view(1, 1, 1, 3, 1, 1)) / std.view(1, 1, 1, 3, 1, 1)
-        out = {k: v.expand(b, *v.shape[1:]).clone() for k, v in self._template.items() if k != "pixel_values"}
+        out = {k: v.expand(b, *v.shape[1:]).clone() for k, v in template.items() if k != "pixel_values"}
         out["pixel_values"] = px.contiguous()  # (B, 2 views, 1 tile, 3, S, S)
         return out
 
     def _fast_matches(self, probe: np.ndarray) -> bool:
         ref = _processor_encode(self.processor, self.prompt, probe)
-        self._template = {k: v[:1] for k, v in ref.items()}
+        self._templates[probe.shape[2:]] = {k: v[:1] for k, v in ref.items()}
         ip = self.processor.image_processor
         if not all(hasattr(ip, a) for a in ("rescale_factor", "do_rescale", "image_mean", "image_std", "do_normalize")):
             return False
