@@ -15,7 +15,8 @@ Run with a trained teacher (labels the events first with ``nudistill label``)::
 or with labels made already (``--train-labels L1 --test-labels L2``). Soft and hard students differ by about
 one seed's noise here, so compare them with ``--seeds 0,1,2`` (the table then holds means and the spread) on a
 test set of a few thousand events. The acceptance run (README, Measured) used ``--epochs 16 --seeds 0,1,2`` on
-the default demo's labels and 2,000 other test events; at 8 epochs soft trailed hard by 0.35 points. ``--stand-in-teacher`` uses truth with
+the default demo's labels and 2,000 other test events; at 8 epochs soft trailed hard by 0.35 points.
+``--stand-in-teacher`` uses truth with
 noise instead of a teacher (for developing the trainer; its numbers are NOT the acceptance and say so).
 Tiny CPU run: the same with ``--res 64`` events, ``--n 200``, ``--epochs 1 --stand-in-teacher``.
 """
@@ -100,10 +101,8 @@ def teacher_concepts(test_events: str, test_labels: str) -> dict | None:
     The student learns its concepts from these rationales, so this is roughly its ceiling for soft/hard
     recipes. None when the test labels carry no rationales.
     """
-    import numpy as np
-
-    from nudistill import CONCEPTS, metrics
-    from nudistill.events import resolve_dataset
+    from nudistill import metrics
+    from nudistill.events import concepts_to_multi_hot, resolve_dataset
 
     labels = resolve_dataset(test_labels).to_table(columns=["event_id", "concepts", "rationale"])
     named = {e: c for e, c, r in zip(*(labels.column(k).to_pylist() for k in ("event_id", "concepts", "rationale")))
@@ -111,11 +110,10 @@ def teacher_concepts(test_events: str, test_labels: str) -> dict | None:
     if not named:
         return None
     truth = resolve_dataset(test_events).to_table(columns=["event_id", "concepts"])
-    ids = [e for e in truth.column("event_id").to_pylist() if e in named]
-    true_c = dict(zip(truth.column("event_id").to_pylist(), truth.column("concepts").to_pylist()))
-    hot = lambda cs: [float(c in (cs or [])) for c in CONCEPTS]  # noqa: E731
-    out = metrics.concept_auc(np.array([hot(true_c[e]) for e in ids]), np.array([hot(named[e]) for e in ids]))
-    return {**out, "events": len(ids)}
+    pairs = [(t, named[e]) for e, t in zip(truth.column("event_id").to_pylist(), truth.column("concepts").to_pylist())
+             if e in named]
+    out = metrics.concept_auc(concepts_to_multi_hot([t for t, _ in pairs]), concepts_to_multi_hot([n for _, n in pairs]))
+    return {**out, "events": len(pairs)}
 
 
 def row(report: dict) -> dict:
