@@ -21,7 +21,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cc-fraction", type=fraction, default=0.74, help="fraction of charged-current events, split evenly nue/numu (default 0.74, the study's mix)")
     p.add_argument("--pitch", dest="pitch_cm", type=positive_float, default=0.3, help="pixel pitch in cm at 512 px; other --res keep the same frame in cm (default 0.3)")
     p.add_argument("--rows-per-file", type=positive_int, default=1000, help="rows per Parquet shard (default 1000)")
+    p.add_argument("--detector", choices=("nominal", "randomized"), default="nominal",
+                   help="nominal: one detector for every event (see --condition); randomized: each event draws its "
+                        "own noise, threshold, noise hits, blips, dead/noisy channels, gain, lifetime, cosmics, pitch "
+                        "and diffusion from ranges wider than any real detector (domain randomisation). The values "
+                        "used are written as columns named as below (default nominal)")
+    p.add_argument("--condition", action="append", default=[], metavar="NAME=VALUE", type=_condition,
+                   help="change one nominal detector condition; repeatable. Names and nominal values: " + _conditions_help())
     p.set_defaults(func=run)
+
+
+def _conditions_help() -> str:
+    from nudistill.detector import Detector
+
+    return ", ".join(f"{k}={v:g}" for k, v in Detector().to_dict().items()) + " (units: see nudistill/detector.py)"
+
+
+def _condition(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    try:
+        return name.strip(), float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NAME=NUMBER, got {text!r}") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from nudistill.log import say
     from nudistill.simulate import SimConfig, write_dataset
 
-    cfg = from_namespace(SimConfig, args)
+    cfg = from_namespace(SimConfig, args, conditions=dict(args.condition))
     t0 = time.perf_counter()
     files = write_dataset(cfg, args.out)
     save_config(cfg, Path(args.out) / "_simulate.json")
