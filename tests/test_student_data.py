@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from nudistill.errors import UserError
-from nudistill.student.augment import Augment, degrade_resolution, shift
+from nudistill.shifts import DetectorAugment, degrade_resolution
+from nudistill.shifts import translate as shift
 from nudistill.student.data import DataSpec, DistillDataset, LabelIndex, is_val, survey
 from nudistill.student.stand_in import stand_in_labels
 
@@ -90,13 +91,26 @@ def test_augment_shifts_z_together_and_never_flips():
     views = np.zeros((2, 32, 32), np.uint8)
     views[0, 10, 12:17] = 200  # a short track along z in XZ, pointing downstream
     views[1, 20, 12:17] = 100
-    aug = Augment(max_shift=0.2, gain_jitter=0.0, noise_hits=0.0, degrade_prob=0.0)
+    aug = DetectorAugment(max_shift=0.2, prob=0.0, degrade_prob=0.0)  # geometry only: no readout draw
     rng = np.random.default_rng(0)
     for _ in range(20):
         out = aug(views, rng)
         cols = [np.flatnonzero(out[v].any(0)) for v in range(2)]
         assert np.array_equal(cols[0], cols[1])  # one z shift for both views
         assert len(cols[0]) == 5 and out[0].max() == 200  # intact, not mirrored or blurred
+
+
+def test_augment_draws_a_new_readout_and_keeps_the_event():
+    """With prob 1 every event gets a readout drawn from the ranges: more noise pixels, the track still there."""
+    views = np.zeros((2, 64, 64), np.uint8)
+    views[0, 30, 10:50] = 40  # a MIP-like track along z in both views
+    views[1, 20, 10:50] = 40
+    aug = DetectorAugment(prob=1.0, max_shift=0.0, degrade_prob=0.0)
+    outs = [aug(views, np.random.default_rng(s)) for s in range(30)]
+    assert len({o.tobytes() for o in outs}) == 30  # every draw differs
+    kept = [(o[0, 30, 10:50] > 0).mean() for o in outs]
+    assert np.median(kept) > 0.7  # most draws keep most of the track (some are dead-channel or low-gain draws)
+    assert np.array_equal(outs[0], aug(views, np.random.default_rng(0)))  # reproducible by seed
 
 
 def test_shift_and_degradation():

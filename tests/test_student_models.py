@@ -91,3 +91,26 @@ def test_default_student_exports_to_onnx_with_dynamic_batch(tmp_path, global_poo
         out = sess.run(None, {"xz": xz.numpy(), "yz": yz.numpy()})[0]
         with torch.no_grad():
             np.testing.assert_allclose(out, m(xz, yz)[0].numpy(), atol=1e-4)
+
+
+def test_isolated_hit_filter_matches_the_detector_model():
+    """The student's in-graph filter is the numpy one of nudistill.detector, and it leaves tracks whole."""
+    from nudistill.detector import suppress_isolated as numpy_filter
+    from nudistill.student.models import suppress_isolated as torch_filter
+
+    rng = np.random.default_rng(0)
+    views = np.zeros((3, 64, 64), np.uint8)
+    hits = rng.integers(0, 64, (3, 30, 2))
+    for i in range(3):
+        views[i, hits[i, :, 0], hits[i, :, 1]] = 25  # scattered hits, most of them isolated
+    views[:, 20, 5:60] = 40  # a track along z
+    out = torch_filter(torch.from_numpy(views)[:, None].float())[:, 0].numpy().astype(np.uint8)
+    assert np.array_equal(out, numpy_filter(views))
+    assert (out[:, 20, 5:60] == 40).all()  # the track is connected, so it stays
+    assert (out > 0).sum() < (views > 0).sum() - 60  # most isolated hits are gone
+
+
+def test_isolated_filter_must_divide_the_pool():
+    with pytest.raises(UserError, match="isolated_filter"):
+        create_student("lean_pool4", isolated_filter=3)
+    assert create_student("lean_pool4").cfg.isolated_filter == 2

@@ -44,7 +44,7 @@ class DistillConfig:
     val_fraction: float = 0.15
     """Fraction of events held out for validation, by a hash of event_id."""
     augment: bool = True
-    """Shifts, gain jitter, noise hits and 2x degradation on training events."""
+    """Shifts, a randomised detector readout (nudistill.shifts.DetectorAugment) and 2x degradation on training events."""
     shuffle_buffer: int = 256
     """Events in the streaming shuffle buffer."""
     bn_recalibration_batches: int = 20

@@ -19,7 +19,7 @@ import torch
 from nudistill import CLASSES, CONCEPTS
 from nudistill.errors import UserError
 from nudistill.events import Validator, concepts_to_multi_hot, decode_views, iter_batches, resolve_dataset
-from nudistill.student.augment import Augment
+from nudistill.shifts import DetectorAugment
 
 LABEL_COLUMNS = ("event_id", "probs", "status", "rationale", "concepts")
 HARD_SOURCES = ("truth", "teacher")
@@ -148,7 +148,7 @@ class DistillDataset(torch.utils.data.IterableDataset):
     ``truth`` int (-1 = unknown), ``concepts`` ``(K,)``, ``concept_mask`` float.
     """
 
-    def __init__(self, spec: DataSpec, index: LabelIndex | None, split: str, augment: Augment | None = None,
+    def __init__(self, spec: DataSpec, index: LabelIndex | None, split: str, augment: DetectorAugment | None = None,
                  shuffle_buffer: int = 0, seed: int = 0, rank: int = 0, world: int = 1):
         self.spec, self.index, self.split, self.augment = spec, index, split, augment
         self.shuffle_buffer, self.seed, self.rank, self.world = shuffle_buffer, seed, rank, world

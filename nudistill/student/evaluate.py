@@ -1,7 +1,7 @@
 """Evaluate a student, PyTorch checkpoint or exported ONNX model alike, at full and at half resolution.
 
 Half resolution is the paper's robustness test: both views are averaged over 2x2 blocks and repeated
-back to the model's input size (:func:`nudistill.student.augment.degrade_resolution`), standing in for a
+back to the model's input size (:func:`nudistill.shifts.degrade_resolution`), standing in for a
 coarser readout. Metrics against truth (where the events carry ``label``), agreement with the teacher
 (where labels are given) and concept AUC against the truth ``concepts`` column (where present).
 
@@ -19,7 +19,7 @@ from nudistill import CLASSES, CONCEPTS, metrics
 from nudistill.errors import UserError
 from nudistill.events import Validator, concepts_to_multi_hot, decode_views, iter_batches
 from nudistill.log import progress
-from nudistill.student.augment import degrade_resolution
+from nudistill.shifts import degrade_resolution
 
 RESOLUTIONS = {"full": 1, "half": 2}
 

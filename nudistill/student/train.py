@@ -24,7 +24,7 @@ import torch
 from nudistill.config import save_config
 from nudistill.errors import UserError
 from nudistill.log import get_logger, progress
-from nudistill.student.augment import Augment
+from nudistill.shifts import DetectorAugment
 from nudistill.student.bn import recalibrate_bn
 from nudistill.student.checkpoint import read_config, save_student
 from nudistill.student.config import DistillConfig
@@ -125,7 +125,7 @@ def _loaders(cfg: DistillConfig, spec: DataSpec, index, hooks: Hooks, device: to
     kw = dict(batch_size=cfg.batch_size, num_workers=n_workers, pin_memory=device.type == "cuda",
               persistent_workers=False)
     shard = dict(seed=cfg.seed, rank=hooks.rank, world=hooks.world)
-    aug = Augment() if cfg.augment else None
+    aug = DetectorAugment() if cfg.augment else None
     return {
         "train": torch.utils.data.DataLoader(DistillDataset(spec, index, "train", aug, cfg.shuffle_buffer, **shard), **kw),
         "calib": torch.utils.data.DataLoader(DistillDataset(spec, index, "train", None, cfg.shuffle_buffer, **shard), **kw),
