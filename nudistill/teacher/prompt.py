@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from nudistill import CLASSES
 
-PROMPT_VERSION = "lartpc-2view-v2"
-"""Bump when any text below changes: it enters the teacher id."""
+PROMPT_VERSION = "lartpc-2view-v3"
+"""Bump when any text below, or what the views look like on the way in, changes: it enters the teacher id.
+v3: views pass an isolated-hit filter before pooling (nudistill.teacher.inputs.pool_views)."""
 
 SYSTEM_PROMPT = (
     "You read neutrino events in a liquid argon time projection chamber (LArTPC). "
