@@ -288,7 +288,10 @@ def noise_and_suppress(adc: np.ndarray, rms: float, threshold: float, rng: np.ra
     p_tail = float(ndtr(-threshold / rms))
     n = int(rng.binomial(len(empty), p_tail))
     if n:
-        where = empty[rng.integers(0, len(empty), n)]
+        where = np.unique(rng.integers(0, len(empty), n))  # distinct pixels: top up the few that coincide
+        while len(where) < n:
+            where = np.unique(np.concatenate([where, rng.integers(0, len(empty), n - len(where))]))
+        where = empty[where]
         u = rng.uniform(1.0 - p_tail, 1.0, n).clip(None, 1 - 1e-12)
         out.reshape(-1)[where] = rms * ndtri(u)
     return out
