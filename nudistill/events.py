@@ -116,8 +116,9 @@ class Validator:
             flag(lengths != h * w, BYTE_COUNT, lambda i, v=view, L=lengths: f"{v} has {L[i]} bytes, expected height*width={h[i] * w[i]}")
         if "label" in batch.schema.names:
             labels = batch.column("label")
-            known = pc.is_in(labels, value_set=pa.array(CLASSES)).fill_null(True)
-            bad = ~np.asarray(known)
+            # a null label is allowed (production data); is_in reports null as not found, so allow it apart
+            known = np.asarray(pc.is_in(labels, value_set=pa.array(CLASSES))) | np.asarray(labels.is_null())
+            bad = ~known
             flag(bad, UNKNOWN_LABEL, lambda i: f"label {labels[i].as_py()!r} is not one of {', '.join(CLASSES)}")
         for i, eid in enumerate(ids if self.track_duplicates else ()):
             if reasons[i] is None and eid is not None:
@@ -280,3 +281,47 @@ def concepts_to_multi_hot(concept_lists: Sequence[Sequence[str] | None]) -> np.n
             if name in index:
                 out[i, index[name]] = 1.0
     return out
+
+
+@dataclass
+class LabelledEvents:
+    """Valid events with a truth label, read into memory at their own resolution."""
+
+    views: np.ndarray  # (N, 2, H, W) uint8, XZ then YZ
+    y: np.ndarray  # (N,) int class indices in CLASSES order
+    rows: list[dict]  # per event: event_id, label and the requested extra columns
+    skipped: dict[str, int]  # rows left out, by reason code (contract-1 reasons, "no_label", "other_shape")
+
+
+def read_labelled(uri, limit: int | None = None, extra: Sequence[str] = (), batch_size: int = 256) -> LabelledEvents:
+    """Rows of ``uri`` (the first ``limit``) that hold contract 1 and carry a label; ``extra`` columns ride along.
+
+    The first valid event fixes the resolution: rows of another H×W are skipped (counted as
+    ``other_shape``), because one array and one model take one size. Needs no truth column but ``label``.
+    """
+    views, rows, skipped, validate, shape = [], [], {}, Validator(), None
+    for batch in iter_batches(uri, batch_size=batch_size, limit=limit):
+        ok, errors = validate(batch)
+        for e in errors:
+            skipped[e.reason] = skipped.get(e.reason, 0) + 1
+        labels = batch.column("label").to_pylist() if "label" in batch.schema.names else [None] * batch.num_rows
+        _count(skipped, "no_label", ok & np.array([x is None for x in labels], bool))
+        ok &= np.array([x is not None for x in labels], bool)
+        hw = np.stack([_int_column(batch, "height"), _int_column(batch, "width")], 1)  # (B, 2)
+        if shape is None and ok.any():
+            shape = hw[np.flatnonzero(ok)[0]]
+        if shape is not None:
+            _count(skipped, "other_shape", ok & (hw != shape).any(1))
+            ok &= (hw == shape).all(1)
+        batch = batch.filter(ok)
+        views.append(decode_views(batch))
+        rows += batch.select(["event_id", "label", *[c for c in extra if c in batch.schema.names]]).to_pylist()
+    if not rows:
+        raise UserError(f"{uri} holds no valid labelled events (a 'label' column with one of {', '.join(CLASSES)})")
+    y = np.array([CLASSES.index(r["label"]) for r in rows])
+    return LabelledEvents(np.concatenate([v for v in views if len(v)]), y, rows, skipped)
+
+
+def _count(counts: dict[str, int], reason: str, mask: np.ndarray) -> None:
+    if mask.any():
+        counts[reason] = counts.get(reason, 0) + int(mask.sum())

@@ -52,8 +52,8 @@ def demo_run(tmp_path_factory):
 
 def test_rerun_skips_finished_stages_and_prints_the_final_table(demo_run):
     run, output = demo_run
-    assert "[1/9] simulate   done earlier, skipped" in output
-    assert "[2/9] teacher    ..." in output
+    assert "[1/10] simulate   done earlier, skipped" in output
+    assert "[2/10] teacher    ..." in output
     for words in ("accuracy, full res", "accuracy, half res", "macro AUC", "agreement", "p50", "speed-up per event"):
         assert words in output
 
@@ -93,7 +93,8 @@ def test_onnx_holds_contract_3(demo_run):
 def test_report_has_every_figure(demo_run):
     run, _ = demo_run
     md = (run / "report" / "report.md").read_text()
-    for png in ("roc.png", "confusion.png", "reliability.png", "latency.png", "resolution.png", "examples.png"):
+    for png in ("roc.png", "confusion.png", "reliability.png", "latency.png", "resolution.png", "examples.png",
+                "robustness.png"):
         path = run / "report" / png
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000, png
         assert f"]({png})" in md

@@ -15,7 +15,7 @@ from nudistill import __version__
 from nudistill.errors import UserError
 from nudistill.log import setup_logging
 
-VERBS = ("simulate", "show", "teacher", "label", "distill", "evaluate", "export", "score", "bench", "report", "demo")
+VERBS = ("simulate", "show", "teacher", "label", "distill", "evaluate", "robustness", "export", "score", "bench", "report", "demo")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -12,21 +12,15 @@ from pathlib import Path
 import numpy as np
 
 from nudistill import CLASSES, CONCEPTS, metrics
-from nudistill.events import Validator, concepts_to_multi_hot, decode_views, iter_batches
+from nudistill.events import concepts_to_multi_hot, read_labelled
 
 N_EXAMPLES = 6
 
 
 def load_test(uri: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict]]:
     """Valid labelled test events: views (N, 2, H, W), y (N,), truth concepts (N, K), other columns."""
-    views, rows = [], []
-    validate = Validator()
-    for batch in iter_batches(uri, batch_size=256):
-        batch = batch.filter(validate(batch)[0])
-        views.append(decode_views(batch))
-        rows += batch.select(["event_id", "label", "concepts"]).to_pylist()
-    y = np.array([CLASSES.index(r["label"]) for r in rows])
-    return np.concatenate(views), y, concepts_to_multi_hot([r["concepts"] for r in rows]), rows
+    data = read_labelled(uri, extra=("concepts",))
+    return data.views, data.y, concepts_to_multi_hot([r.get("concepts") for r in data.rows]), data.rows
 
 
 def _teacher_probs(teacher_dir: str, views: np.ndarray, half: np.ndarray) -> dict[str, np.ndarray]:
@@ -79,7 +73,7 @@ def _examples(run: Path, teacher, views, y, rows, p: dict) -> None:
 
 def evaluate_run(run: Path, done: dict) -> dict:
     """Evaluate teacher and student on the demo's test set; return the headline numbers."""
-    from nudistill.student.augment import degrade_resolution
+    from nudistill.shifts import degrade_resolution
 
     views, y, truth_concepts, rows = load_test(done["simulate"]["test"])
     half = degrade_resolution(views, 2)

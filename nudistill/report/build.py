@@ -1,6 +1,7 @@
 """``report.md`` of a run directory: figures plus the numbers beside the study's (arXiv 2509.08461).
 
-Reads what the demo stages leave (RUN/evaluate, RUN/bench, RUN/label, RUN/teacher_calibrate, RUN/summary.json);
+Reads what the demo stages leave (RUN/evaluate, RUN/bench, RUN/label, RUN/teacher_calibrate, RUN/robustness,
+RUN/summary.json);
 a missing piece leaves its section out with a note instead of failing the report.
 """
 
@@ -14,6 +15,9 @@ import numpy as np
 from nudistill import CLASSES, CONCEPTS
 from nudistill.errors import UserError
 from nudistill.report import figures
+
+ROBUSTNESS = "Accuracy under detector shifts"
+"""Title of the robustness figure, with each model's table below it."""
 
 # The study's numbers: LLaMA 3.2 Vision 11B (QLoRA) vs a Siamese MobileNetV2-style CNN, on its own data.
 PAPER = {
@@ -85,14 +89,32 @@ def write_report(run_dir: str | Path) -> Path:
     lat = run / "bench" / "latency_ms.npy"
     figs["Scoring latency"] = figures.latency_histogram(np.load(lat), out / "latency.png") if lat.is_file() else None
     figs["Example events"] = _examples(run, out)
+    robust = {m: r for m in ("teacher", "student") if (r := _json(run / "robustness" / m / "robustness.json"))}
+    figs[ROBUSTNESS] = (figures.robustness_bars({m: r["shifts"] for m, r in robust.items()},
+                                            out / "robustness.png") if robust else None)
     summary = _json(run / "summary.json") or {}
     metrics = _json(run / "evaluate" / "metrics.json") or {}
-    md = _markdown(run, figs, summary, metrics)
+    md = _markdown(run, figs, summary, metrics, {ROBUSTNESS: robustness_section(robust)})
     (out / "report.md").write_text(md)
     return out / "report.md"
 
 
-def _markdown(run: Path, figs: dict, summary: dict, metrics: dict) -> str:
+def robustness_section(results: dict[str, dict]) -> str:
+    """Markdown under the robustness figure: each model's table (RUN/robustness/<model>/robustness.json)."""
+    if not results:
+        return ""
+    from nudistill.robustness import markdown_table  # only when a robustness run exists
+
+    lines = ["Each row applies one named detector condition (DESIGN.md vocabulary and level) to every test event, "
+             "with the same bytes for every model. Δ is the change in accuracy from nominal; a low minimum class "
+             "recall or predicted counts piling onto one class mean the shift pushes events into one class.", ""]
+    for model, r in results.items():
+        lines += [f"### {model} ({r['model']['kind']}, {r['n_events']} events)", "", markdown_table(r["shifts"]), ""]
+    return "\n".join(lines)
+
+
+def _markdown(run: Path, figs: dict, summary: dict, metrics: dict, under: dict[str, str] | None = None) -> str:
+    """The report text; ``under`` holds extra markdown (tables) placed below the figure of the same title."""
     lines = [f"# nudistill run report: `{run.name}`", ""]
     if summary:
         lines += ["## This run beside the study", "",
@@ -111,5 +133,7 @@ def _markdown(run: Path, figs: dict, summary: dict, metrics: dict) -> str:
     for title, path in figs.items():
         lines += [f"## {title}", ""]
         lines += [f"![{title}]({path.name})", ""] if path else ["(not available in this run)", ""]
+        if (under or {}).get(title):
+            lines += [under[title]]
     lines += ["Classes are in contract order: " + ", ".join(CLASSES) + ".", ""]
     return "\n".join(lines)

@@ -127,6 +127,31 @@ def resolution_bars(acc: dict[str, dict[str, float]], path: Path) -> Path:
     return _save(fig, path)
 
 
+def robustness_bars(rows: dict[str, list[dict]], path: Path) -> Path:
+    """Accuracy per detector shift (horizontal bars), models side by side, a dashed line at each nominal.
+
+    ``rows``: model name -> the ``shifts`` rows of its robustness.json (``shift``, ``accuracy``); the shift
+    order is the first model's, with any shift only another model ran appended.
+    """
+    plt = _plt()
+    names = list(dict.fromkeys(r["shift"] for model_rows in rows.values() for r in model_rows))
+    fig, ax = plt.subplots(figsize=(8, 0.34 * len(names) + 1.6))
+    y, height = np.arange(len(names)), 0.8 / len(rows)
+    for k, (model, model_rows) in enumerate(rows.items()):
+        acc = {r["shift"]: r["accuracy"] for r in model_rows}
+        color = COLORS.get(model, "grey")
+        ax.barh(y + (k - (len(rows) - 1) / 2) * height, [acc.get(n, np.nan) for n in names], height=height,
+                color=color, label=model)
+        if "nominal" in acc:
+            ax.axvline(acc["nominal"], color=color, ls="--", lw=1)
+    ax.axvline(1 / len(CLASSES), color="grey", ls=":", lw=1, label="chance")
+    ax.set(yticks=y, yticklabels=names, xlim=(0, 1), xlabel="accuracy vs truth (dashed: nominal)",
+           title="accuracy under named detector shifts")
+    ax.invert_yaxis()  # nominal on top
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over them
+    return _save(fig, path)
+
+
 def example_grid(views: np.ndarray, captions: list[str], titles: list[str], path: Path) -> Path:
     """Events (XZ, YZ) in rows, each with its title and a wrapped caption (rationale, concepts)."""
     import textwrap
