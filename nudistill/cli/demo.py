@@ -1,6 +1,6 @@
 """`nudistill demo`: the whole pipeline on an embedded default (simulated events, a tiny teacher, a local Ray).
 
-Stages, each in RUN_DIR/<stage>/: simulate, teacher (build + fine-tune), calibrate, label (Ray, 2 replicas),
+Stages, each in RUN_DIR/<stage>/: simulate (plus a domain-randomised copy of the train set), teacher (build + fine-tune), calibrate, label (Ray, 2 replicas),
 distill, export (ONNX, verified; int8 where it passes), bench, evaluate (full and half resolution), report.
 A rerun skips finished stages and resumes an interrupted one.
 
@@ -25,6 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--student", help="student name from the registry (default: the latency-lean default)")
     p.add_argument("--student-epochs", type=positive_int, default=8, help="distillation epochs (default 8)")
     p.add_argument("--replicas", type=positive_int, default=2, help="teacher replicas in the labelling job (default 2)")
+    p.add_argument("--train-detector", choices=("randomized", "nominal"), default="randomized",
+                   help="detector of the teacher's fine-tuning events: randomized draws each event's noise, "
+                        "thresholds, gain, lifetime, dead/noisy channels, blips and cosmics (default); nominal trains "
+                        "on one detector. The student always learns through the same randomisation as augmentation")
     p.set_defaults(func=run)
 
 

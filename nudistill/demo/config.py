@@ -39,6 +39,8 @@ class DemoConfig:
     """Batch-1 scoring calls timed by the bench stage."""
     seed: int = 0
     """Master seed of the simulated sets."""
+    train_detector: str = "randomized"
+    """Detector of the teacher's fine-tuning events: randomized (domain randomisation, a draw per event) or nominal."""
 
     def __post_init__(self):
         if self.quick:
@@ -47,5 +49,7 @@ class DemoConfig:
         for name in ("events", "calib_events", "test_events", "teacher_steps", "replicas", "student_epochs", "bench_calls"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.train_detector not in ("nominal", "randomized"):
+            raise UserError(f"--train-detector must be nominal or randomized, got {self.train_detector!r}")
         if self.res < 32:
             raise UserError(f"--res must be at least 32, got {self.res}")

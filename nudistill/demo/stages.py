@@ -18,15 +18,35 @@ from nudistill.demo.config import DemoConfig
 
 
 def simulate(run: Path, cfg: DemoConfig, done: dict) -> dict:
-    """Train, calibration and test sets: disjoint slices of one simulated run."""
-    from nudistill.simulate import SimConfig, write_dataset
+    """Train, calibration and test sets: disjoint slices of one simulated run, read out by the nominal detector.
+
+    With ``train_detector=randomized`` the train events are also written read out by a randomised
+    detector (one draw per event; the simulator gives an event the same physics under either), for the
+    teacher's fine-tune on truth. The teacher labels the nominal train events and the student learns
+    those labels through the same detector randomisation as augmentation: an NC event with a cosmic
+    muon overlaid keeps its clean NC target instead of the numu_cc the teacher may call it.
+    """
+    from nudistill.simulate import SimConfig
 
     sizes = {"train": cfg.events, "calib": cfg.calib_events, "test": cfg.test_events}
-    start = 0
+    out, start = {}, 0
     for name, n in sizes.items():
-        write_dataset(SimConfig(n=n, res=cfg.res, seed=cfg.seed, start=start, rows_per_file=500), run / "simulate" / name)
+        out[name] = _simulate_set(run / "simulate" / name, SimConfig(n=n, res=cfg.res, seed=cfg.seed, start=start,
+                                                                     rows_per_file=500))
         start += n
-    return {name: str(run / "simulate" / name) for name in sizes} | {"sizes": sizes}
+    out["teacher_train"] = out["train"]
+    if cfg.train_detector == "randomized":
+        out["teacher_train"] = _simulate_set(run / "simulate" / "train_randomized",
+                                             SimConfig(n=cfg.events, res=cfg.res, seed=cfg.seed, rows_per_file=500,
+                                                       detector="randomized"))
+    return out | {"sizes": sizes}
+
+
+def _simulate_set(path: Path, sim) -> str:
+    from nudistill.simulate import write_dataset
+
+    write_dataset(sim, path)
+    return str(path)
 
 
 def teacher(run: Path, cfg: DemoConfig, done: dict) -> dict:
@@ -40,7 +60,7 @@ def teacher(run: Path, cfg: DemoConfig, done: dict) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
         build_tiny_teacher(tmp)
         tmp.rename(base)
-    ft = FinetuneConfig(base=str(base), events=done["simulate"]["train"], out=str(run / "teacher" / "model"),
+    ft = FinetuneConfig(base=str(base), events=done["simulate"]["teacher_train"], out=str(run / "teacher" / "model"),
                         mode="full", max_steps=cfg.teacher_steps, epochs=1000.0, batch_size=16,
                         vision_warmup=cfg.vision_warmup)
     result = run_finetune(ft)
@@ -121,11 +141,21 @@ def evaluate(run: Path, cfg: DemoConfig, done: dict) -> dict:
     return evaluate_run(run, done)
 
 
+def robustness(run: Path, cfg: DemoConfig, done: dict) -> dict:
+    """The shipped student and the teacher on every named detector shift of the test set (the same bytes for both)."""
+    from nudistill.robustness import RobustnessConfig, headline, run_robustness
+
+    models = {"student": done["export"]["model"], "teacher": done["teacher"]["dir"]}
+    return {name: headline(run_robustness(RobustnessConfig(model=model, events=done["simulate"]["test"],
+                                                           out=str(run / "robustness" / name), seed=cfg.seed)))
+            for name, model in models.items()}
+
+
 def report(run: Path, cfg: DemoConfig, done: dict) -> dict:
     from nudistill.report import write_report
 
     return {"report": str(write_report(run))}
 
 
-STAGES = [simulate, teacher, calibrate, label, distill, export, bench, evaluate, report]
+STAGES = [simulate, teacher, calibrate, label, distill, export, bench, evaluate, robustness, report]
 __all__ = ["STAGES", "CLASSES", "CONCEPTS"]
