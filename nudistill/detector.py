@@ -133,13 +133,6 @@ def scale_gain(adc: np.ndarray, gain: float, channel_spread: float, rng: np.rand
     return adc * (gain * per_channel)
 
 
-def add_noise(adc: np.ndarray, rms: float, rng: np.random.Generator) -> np.ndarray:
-    """Gaussian electronics noise of ``rms`` ADC on every pixel."""
-    if rms <= 0:
-        return adc
-    return adc + rng.normal(0.0, rms, size=adc.shape).astype(adc.dtype)
-
-
 def add_noisy_channels(adc: np.ndarray, mean: float, rms: float, rng: np.random.Generator,
                        axis: int = -1) -> tuple[np.ndarray, list[np.ndarray]]:
     """Poisson(``mean``) lines per view with extra noise of ``rms`` ADC; returns the lines per view too."""
@@ -270,7 +263,7 @@ def readout(signal: np.ndarray, det: Detector, rng: np.random.Generator, mip_adc
 
 
 def noise_and_suppress(adc: np.ndarray, rms: float, threshold: float, rng: np.random.Generator) -> np.ndarray:
-    """``zero_suppress(add_noise(adc, rms), threshold)``, exact in distribution but sparse.
+    """Gaussian noise of ``rms`` ADC on every pixel, then zero suppression: exact in distribution but sparse.
 
     Lit pixels get the full Gaussian. An empty pixel survives only when its noise alone passes the
     threshold, so only that tail is drawn: a binomial count of such pixels, placed uniformly among the

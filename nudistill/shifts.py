@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nudistill import detector as det
-from nudistill.detector import Detector, DetectorRanges
+from nudistill.detector import DetectorRanges
 
 Shift = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
@@ -85,7 +85,7 @@ def dead_channels(fraction: float) -> Shift:
 def noisy_channels(n: float, rms: float = 15.0, threshold: float = 6.0) -> Shift:
     """Poisson(``n``) channels per view with ``rms`` ADC noise, zero-suppressed below ``threshold``."""
     def fn(a, rng):
-        noisy, lines = det.add_noisy_channels(np.zeros_like(a), n, rms, rng)
+        noisy, _ = det.add_noisy_channels(np.zeros_like(a), n, rms, rng)
         return np.maximum(a, det.zero_suppress(noisy, threshold))
     return _on_float(fn)
 
@@ -171,4 +171,4 @@ class DetectorAugment:
         return out
 
 
-__all__ = ["SUITE", "DetectorAugment", "Detector", "apply_shift", "degrade_resolution", "translate"]
+__all__ = ["SUITE", "DetectorAugment", "apply_shift", "degrade_resolution", "translate"]
