@@ -7,6 +7,7 @@ two views on this 2-core machine (``bench/online.py`` measures them for every en
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from nudistill.errors import UserError
@@ -48,6 +49,9 @@ def student_config(name: str, **overrides) -> StudentConfig:
     if unknown:
         raise UserError(f"student {name!r} has no option(s) {', '.join(sorted(unknown))}")
     fields.update(overrides)
+    if "pool" in overrides and "isolated_filter" not in overrides and fields.get("isolated_filter"):
+        # a smaller pool keeps the filter, at the largest pre-pool factor that still divides the new pool
+        fields["isolated_filter"] = math.gcd(int(fields["isolated_filter"]), int(fields["pool"]))
     return StudentConfig(name=name, overrides=dict(overrides), **fields)
 
 
