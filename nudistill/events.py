@@ -229,8 +229,13 @@ def iter_batches(
     batch_size: int = 256,
     columns: Sequence[str] | None = None,
     limit: int | None = None,
+    memory_pool: pa.MemoryPool | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """Stream record batches of at most ``batch_size`` rows; memory stays near one batch, whatever the dataset size."""
+    """Stream record batches of at most ``batch_size`` rows; memory stays near one batch, whatever the dataset size.
+
+    ``memory_pool`` takes the reader's Arrow allocations (default: the process pool), so a caller can
+    measure what reading costs apart from the rest of the process; it must outlive every batch.
+    """
     if batch_size <= 0:
         raise UserError(f"batch size must be positive, got {batch_size}")
     ds = resolve_dataset(uri)
@@ -240,7 +245,7 @@ def iter_batches(
             raise UserError(f"{uri} lacks the column(s) {', '.join(missing)}")
     seen = 0
     scanner = ds.scanner(columns=list(columns) if columns else None, batch_size=batch_size,
-                         batch_readahead=1, fragment_readahead=1, use_threads=False)
+                         batch_readahead=1, fragment_readahead=1, use_threads=False, memory_pool=memory_pool)
     for batch in scanner.to_batches():
         if batch.num_rows == 0:
             continue
