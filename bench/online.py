@@ -6,7 +6,7 @@
         # trained students only, with their accuracy on labelled events
 
 Each student is exported (untrained unless a checkpoint is given; latency does not depend on the weights)
-and timed by ``python -m nudistill.online_bench`` in a fresh process, so RSS is that of a filter process.
+and timed by :func:`nudistill.online.latency.certify` in a fresh process, so RSS is that of a filter process.
 Prints one JSON object: {"students": [{name, p50_ms, p99_ms, max_ms, rss_mb, accuracy, ...}], ...}.
 """
 
@@ -14,19 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 
 def time_model(path: Path, calls: int, repeats: int) -> dict:
     """Run the certificate ``repeats`` times (the CPU may be shared); keep every p99 and the median run."""
-    runs = []
-    for _ in range(repeats):
-        out = subprocess.run([sys.executable, "-m", "nudistill.online_bench", str(path), "--calls", str(calls)],
-                             capture_output=True, text=True, check=True)
-        runs.append(json.loads(out.stdout))
+    from nudistill.online.latency import certify
+
+    runs = [certify(path, calls=calls) for _ in range(repeats)]
     runs.sort(key=lambda r: r["p99_ms"])
     best = dict(runs[len(runs) // 2])
     best["p99_ms_runs"] = [r["p99_ms"] for r in runs]
@@ -67,7 +63,8 @@ def main() -> None:
         for ckpt in args.checkpoint:
             out = Path(tmp) / f"{Path(ckpt).name}.onnx"
             report = export_checkpoint(ExportConfig(checkpoint=ckpt, out=str(out), events=args.events,
-                                                    check_events=args.check_events))
+                                                    check_events=args.check_events,
+                                                    latency_calls=0))  # timed below instead
             row = {"checkpoint": ckpt, "accuracy": report["metrics"].get("accuracy"),
                    "auc_macro": report["metrics"].get("auc_macro")}
             rows.append({**row, **time_model(out, args.calls, args.repeats)})

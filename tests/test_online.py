@@ -1,4 +1,5 @@
-"""The online scorer (issue 7): contract checks, scoring, filter policy, fuzzing, import isolation, CLI score/bench."""
+"""The online package: contract checks, scoring, filter policy, fuzzing, import isolation, the latency
+certificate (clean process, samples), CLI score/bench."""
 
 from __future__ import annotations
 
@@ -197,10 +198,11 @@ except ImportError:
     pass
 import numpy as np
 from nudistill.online import Scorer
-from nudistill.online_bench import certify
+from nudistill.online.latency import measure
+import nudistill.online.certify, nudistill.online.dataset
 s = Scorer(sys.argv[1])
 out = s.score(np.zeros(s.shape, np.uint8), np.zeros(s.shape, np.uint8))
-cert = certify(sys.argv[1], calls=20, warmup=2, batch=4)
+cert = measure(sys.argv[1], calls=20, warmup=2, batch=4)
 assert 'torch' not in sys.modules and 'ray' not in sys.modules
 print('ok', out['probs'].shape, cert['p99_ms'] > 0)
 """
@@ -320,18 +322,37 @@ def test_every_option_has_help(verb):
         assert action.help and len(action.help) > 10, (verb, action.dest)
 
 
-def test_certificate_samples_are_the_ones_it_summarises(model_path, tmp_path):
-    """The demo's latency histogram reads these samples, so it shows the certificate's own p50/p99."""
-    from nudistill.online_bench import main as bench_main
+def test_certificate_is_measured_in_a_clean_process_and_keeps_its_samples(model_path):
+    """The report's latency histogram reads these samples, so it shows the certificate's own p50/p99."""
+    import torch  # noqa: F401  (loaded here, and still absent from the process that measures)
 
-    samples = tmp_path / "latency_ms.npy"
-    proc = subprocess.run([sys.executable, "-m", "nudistill.online_bench", str(model_path), "--calls", "40",
-                           "--warmup", "2", "--batch", "4", "--samples", str(samples)],
-                          capture_output=True, text=True, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr
-    cert = json.loads(proc.stdout.strip().splitlines()[-1])
-    ms = np.load(samples)
+    from nudistill.errors import UserError
+    from nudistill.online.latency import certify
+
+    cert = certify(model_path, calls=40, warmup=2, batch=4)
+    assert not cert["imports_torch"] and cert["calls"] == 40
+    ms = np.asarray(cert["samples_ms"])
     assert ms.shape == (40,) and (ms > 0).all()
-    assert cert["p50_ms"] == round(float(np.percentile(ms, 50)), 3)
-    assert cert["p99_ms"] == round(float(np.percentile(ms, 99)), 3)
-    assert bench_main([str(model_path), "--calls", "0"]) == 2  # a bad count is one sentence, not a traceback
+    assert cert["p50_ms"] == pytest.approx(np.percentile(ms, 50), abs=1e-3)
+    assert cert["p99_ms"] == pytest.approx(np.percentile(ms, 99), abs=1e-3)
+    with pytest.raises(UserError, match="calls must be at least 1"):  # one sentence, not a traceback
+        certify(model_path, calls=0)
+
+
+def test_export_writes_the_certificate_into_what_it_ships(tmp_path):
+    """Contract 3: a shipped model carries a non-null latency certificate, in both files, measured before the rename."""
+    import torch
+
+    from nudistill.export import ExportConfig, read_metadata
+    from nudistill.export.pipeline import write_model
+    from nudistill.student import create_student
+
+    assert ExportConfig(checkpoint="ckpt").latency_calls > 0  # on by default: every `nudistill export` certifies
+    torch.manual_seed(0)
+    student = create_student("lean_pool4", height=RES, width=RES, pool=1).eval()
+    out = write_model(student, tmp_path / "model.onnx", "test-teacher", {"latency": None}, latency_calls=30)
+    for path in (out, optimized_path(out)):
+        cert = json.loads(read_metadata(path)["metrics"])["latency"]
+        assert cert["calls"] == 30 and len(cert["samples_ms"]) == 30 and not cert["imports_torch"]
+    assert Scorer(out).path == optimized_path(out)  # the rewritten optimised graph is still the newer file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.opt.onnx"]

@@ -3,8 +3,10 @@
 Example: ``nudistill bench model.onnx --calls 1000 --write-certificate``
 Batch-1 latency at 1 thread over --calls calls after warm-up (p50, p99, max), batch-64 throughput, the
 RSS of the scoring process and the CPU model. It runs in a fresh process that imports only numpy and
-onnxruntime, as an online filter would, so the RSS is the filter's. --write-certificate stores the result
-as metrics["latency"] in the model's metadata (and its model.opt.onnx).
+onnxruntime, as an online filter would, so the RSS is the filter's. `nudistill export` already certifies
+every model it writes; --write-certificate replaces that certificate (metrics["latency"] in the model's
+metadata and its model.opt.onnx) with this measurement, including its batch-1 samples, which the JSON
+printed here leaves out.
 """
 
 from __future__ import annotations
@@ -28,21 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
-    import subprocess
-    import sys
 
-    from nudistill.errors import UserError
+    from nudistill.config import from_namespace
+    from nudistill.export.certificate import BenchConfig, run_bench
 
-    cmd = [sys.executable, "-m", "nudistill.online_bench", args.model, "--calls", str(args.calls),
-           "--warmup", str(args.warmup), "--threads", str(args.threads), "--batch", str(args.batch)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "the benchmark failed"
-        raise UserError(last.removeprefix("error: "))
-    cert = json.loads(proc.stdout)
-    if args.write_certificate:
-        from nudistill.export.metadata import write_latency_certificate
-
-        cert["written_to"] = [str(p) for p in write_latency_certificate(args.model, cert)]
-    print(json.dumps(cert, indent=2))
+    cert = run_bench(from_namespace(BenchConfig, args))
+    print(json.dumps({k: v for k, v in cert.items() if k != "samples_ms"}, indent=2))  # samples: in the model only
     return 0

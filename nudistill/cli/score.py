@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from nudistill.errors import UserError
     from nudistill.log import say
-    from nudistill.scoring import score_dataset
+    from nudistill.online.dataset import score_dataset
 
     try:
         summary = score_dataset(args.model, args.events, args.out, args.batch_size, args.threads, args.limit)

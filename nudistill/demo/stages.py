@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -123,13 +121,12 @@ def export(run: Path, cfg: DemoConfig, done: dict) -> dict:
 
 
 def bench(run: Path, cfg: DemoConfig, done: dict) -> dict:
-    """Latency certificate in a fresh process (no torch, no Ray in memory); its samples feed the histogram."""
-    model = done["export"]["model"]
+    """Latency certificate in a fresh process (no torch, no Ray in memory), written into the shipped model;
+    its samples (bench.json) feed the report's histogram."""
+    from nudistill.export.certificate import BenchConfig, run_bench
+
     (run / "bench").mkdir(parents=True, exist_ok=True)
-    res = subprocess.run([sys.executable, "-m", "nudistill.online_bench", model, "--calls", str(cfg.bench_calls),
-                          "--samples", str(run / "bench" / "latency_ms.npy")],
-                         capture_output=True, text=True, check=True)
-    cert = json.loads(res.stdout.strip().splitlines()[-1])
+    cert = run_bench(BenchConfig(model=done["export"]["model"], calls=cfg.bench_calls, write_certificate=True))
     (run / "bench" / "bench.json").write_text(json.dumps(cert, indent=2))
     return cert
 

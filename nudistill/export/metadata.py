@@ -73,7 +73,7 @@ def update_metadata(path: str | Path, updates: dict[str, str]) -> list[Path]:
 
 
 def write_latency_certificate(path: str | Path, certificate: dict) -> list[Path]:
-    """Store ``certificate`` (from ``nudistill.online_bench.certify``) as ``metrics["latency"]``."""
+    """Store ``certificate`` (from :func:`nudistill.online.latency.certify`) as ``metrics["latency"]``."""
     meta = read_metadata(path)
     try:
         read_contract(meta, str(path))

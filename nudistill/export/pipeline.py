@@ -1,5 +1,8 @@
-"""The whole export of one checkpoint: trace, metadata, checks, offline-optimised graph, optional int8.
+"""The whole export of one checkpoint: trace, metadata, checks, offline-optimised graph, latency certificate,
+optional int8.
 
+Every model it ships carries its latency certificate in ``metrics["latency"]`` (contract 3), measured by
+:func:`nudistill.online.latency.certify` in a clean process, never in this torch-loaded one.
 Nothing reaches ``out`` until every check has passed: files are built in a temporary directory beside it
 and renamed at the end. The resolved config and the check results go to ``<stem>.export.json``.
 """
@@ -20,9 +23,10 @@ from nudistill.config import config_dict
 from nudistill.errors import UserError
 from nudistill.export.checks import check_batches, check_onnx, check_parity
 from nudistill.export.graph import OPSET, export_graph, torch_scores
-from nudistill.export.metadata import build_metadata, save_atomic, set_metadata
+from nudistill.export.metadata import build_metadata, save_atomic, set_metadata, update_metadata
 from nudistill.log import get_logger
-from nudistill.online import Scorer, optimized_path
+from nudistill.online.latency import certify
+from nudistill.online.scorer import Scorer, optimized_path
 
 log = get_logger("export")
 MIN_CHECK_EVENTS = 256
@@ -60,6 +64,8 @@ class ExportConfig:
     """int8 gate: accuracy drop against truth, in points."""
     seed: int = 0
     """Seed of simulated check events."""
+    latency_calls: int = 1000
+    """Batch-1 calls of the latency certificate written into the model (clean process); 0 skips it (tests)."""
 
     def __post_init__(self):
         if self.check_events < MIN_CHECK_EVENTS:
@@ -68,6 +74,8 @@ class ExportConfig:
             raise UserError(f"--tolerance must be positive, got {self.tolerance}")
         if not str(self.out).endswith(".onnx"):
             raise UserError(f"--out must end in .onnx, got {self.out}")
+        if self.latency_calls < 0:
+            raise UserError(f"--latency-calls must be 0 or more, got {self.latency_calls}")
         if self.calibration_events < 1:
             raise UserError(f"--calibration-events must be positive, got {self.calibration_events}")
 
@@ -126,9 +134,10 @@ def _write_optimized(src: Path, dst: Path) -> None:
 
 
 def write_model(student, out: Path, teacher: str, metrics: dict, opset: int = OPSET, optimize: bool = True,
-                check=None) -> Path:
+                check=None, latency_calls: int = 0) -> Path:
     """Trace ``student`` to ``out`` with contract-3 metadata, run the checker and ``check(path)`` on the
-    model and on its optimised graph, and only then move both into place."""
+    model and on its optimised graph, certify its latency over ``latency_calls`` calls (stored in
+    ``metrics["latency"]``; 0 leaves it as given), and only then move both into place."""
     with tempfile.TemporaryDirectory(dir=out.parent, prefix=".export-") as tmp:
         model_path = Path(tmp) / out.name
         export_graph(student, model_path, opset)
@@ -141,6 +150,9 @@ def write_model(student, out: Path, teacher: str, metrics: dict, opset: int = OP
         for path in (model_path, opt_path) if optimize else (model_path,):
             if check is not None:
                 check(path)
+        if latency_calls:
+            metrics["latency"] = certify(model_path, calls=latency_calls)  # measures what is about to ship
+            update_metadata(model_path, {"metrics": json.dumps(metrics, sort_keys=True)})  # rewrites both files
         model_path.replace(out)
         if optimize:
             opt_path.replace(optimized_path(out))  # renamed second: never older than the model it optimises
@@ -164,7 +176,7 @@ def export_checkpoint(cfg: ExportConfig) -> dict:
     metrics = _accuracy_metrics(reference[0], labels, source)
     val = meta_in.get("val") if isinstance(meta_in.get("val"), dict) else {}
     metrics.update(agreement=val.get("agreement", meta_in.get("agreement")),  # with the teacher, from training
-                   latency=None,  # filled by `nudistill bench --write-certificate`
+                   latency=None,  # the certificate, measured by write_model in a clean process
                    training={k: v for k, v in meta_in.items() if k != "teacher"})
     teacher = cfg.teacher or meta_in.get("teacher", "unknown")
 
@@ -174,7 +186,7 @@ def export_checkpoint(cfg: ExportConfig) -> dict:
         report["batches"][path.name] = check_batches(scorer, views)
 
     report.update(metrics=metrics, parity=[], batches={})
-    write_model(student, out, teacher, metrics, cfg.opset, cfg.optimize, check)
+    write_model(student, out, teacher, metrics, cfg.opset, cfg.optimize, check, cfg.latency_calls)
     report["files"] = {"model": str(out), "optimized": str(optimized_path(out)) if cfg.optimize else None}
     if cfg.int8:
         report["int8"] = _int8(cfg, out, shape, views, labels)

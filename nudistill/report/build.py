@@ -86,8 +86,8 @@ def write_report(run_dir: str | Path) -> Path:
     figs["Reliability before and after calibration"] = figures.reliability(y, rel, out / "reliability.png")
     acc = {m: {r: float((p[f"{m}_{r}"].argmax(1) == y).mean()) for r in ("full", "half")} for m in ("teacher", "student")}
     figs["Accuracy at full vs half resolution"] = figures.resolution_bars(acc, out / "resolution.png")
-    lat = run / "bench" / "latency_ms.npy"
-    figs["Scoring latency"] = figures.latency_histogram(np.load(lat), out / "latency.png") if lat.is_file() else None
+    samples = (_json(run / "bench" / "bench.json") or {}).get("samples_ms")  # the certificate's own batch-1 times
+    figs["Scoring latency"] = figures.latency_histogram(np.asarray(samples), out / "latency.png") if samples else None
     figs["Example events"] = _examples(run, out)
     robust = {m: r for m in ("teacher", "student") if (r := _json(run / "robustness" / m / "robustness.json"))}
     figs[ROBUSTNESS] = (figures.robustness_bars({m: r["shifts"] for m, r in robust.items()},

@@ -1,8 +1,9 @@
-"""The online scorer: load a contract-3 ONNX model and score raw two-view pixel maps (DESIGN.md, issue 7).
+"""The online scorer: load a contract-3 ONNX model and score raw two-view pixel maps (docs/contracts.md).
 
 This module imports only numpy, onnxruntime and the standard library, never torch or ray, so a
-trigger-adjacent filter can copy it alone beside the model file. A test imports it where torch and ray
-cannot be imported.
+trigger-adjacent filter can copy it alone beside the model file: an online filter must score an event
+well under the study's 20 ms budget (arXiv 2509.08461) without a deep-learning framework in memory. A
+test imports it where torch and ray cannot be imported.
 
     from nudistill.online import Scorer
     scorer = Scorer("model.onnx")            # 1 intra-op thread, no spinning, warmed up

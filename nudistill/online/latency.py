@@ -1,29 +1,35 @@
 """Latency certificate of a shipped model: batch-1 p50/p99/max, batch-64 throughput, process RSS, CPU model.
 
-Like :mod:`nudistill.online` it imports only numpy, onnxruntime and the standard library, so the process it
-measures is what an online filter would run: no torch, no ray in memory. ``nudistill bench`` runs it in a
-fresh subprocess for that reason:
+Contract 3 promises it in every shipped model's ``metrics["latency"]``. Like :mod:`nudistill.online.scorer`
+this module imports only numpy, onnxruntime and the standard library. :func:`certify` always measures in a
+fresh Python process (``python -m nudistill.online.certify``), so the process measured is what an online
+filter would run: no torch and no ray in memory, and their threads and arenas neither inflate the RSS nor
+steal cores from the timed calls.
 
-    python -m nudistill.online_bench model.onnx --calls 1000      # prints JSON
+    from nudistill.online.latency import certify
+    cert = certify("model.onnx", calls=1000)      # {"p50_ms", "p99_ms", ..., "samples_ms": [...]}
 
 Inputs are synthetic sparse events (~1% of pixels lit, like the simulated ones): the convolutions are
-dense, so the time does not depend on pixel values.
+dense, so the time does not depend on pixel values. The certificate keeps its batch-1 wall-time samples
+(``samples_ms``, rounded to 0.1 µs), so a histogram drawn from them shows its own p50 and p99.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
-from nudistill.online import Scorer
+from nudistill.errors import UserError
+from nudistill.online.scorer import Scorer
 
 
 def cpu_model() -> str:
@@ -101,13 +107,8 @@ def throughput(scorer: Scorer, batch: int = 64, repeats: int = 10) -> float:
     return batch / best
 
 
-def certify(path: str, calls: int = 1000, warmup: int = 100, threads: int = 1, batch: int = 64,
-            samples: str | None = None) -> dict:
-    """Measure the latency certificate of the model at ``path`` (see the module docstring).
-
-    ``samples``: also save the batch-1 wall-time samples (ms, float64 .npy) that p50/p99 come from, so a
-    histogram drawn from them agrees with the certificate.
-    """
+def measure(path: str, calls: int = 1000, warmup: int = 100, threads: int = 1, batch: int = 64) -> dict:
+    """Measure the certificate of the model at ``path`` in THIS process; :func:`certify` runs it in a clean one."""
     if calls < 1:
         raise ValueError(f"calls must be at least 1, got {calls}")
     t0 = time.perf_counter()
@@ -115,8 +116,6 @@ def certify(path: str, calls: int = 1000, warmup: int = 100, threads: int = 1, b
     load_ms = (time.perf_counter() - t0) * 1e3
     t_cpu, t_wall = time.process_time(), time.perf_counter()
     ms, cpu_ms = batch1_latency_ms(scorer, calls, warmup)
-    if samples:
-        np.save(samples, ms)
     cpu_share = (time.process_time() - t_cpu) / (time.perf_counter() - t_wall)
     online_rss = rss_mb()  # what a batch-1 filter holds: before the batch-64 run grows the arena
     cert = {
@@ -135,27 +134,25 @@ def certify(path: str, calls: int = 1000, warmup: int = 100, threads: int = 1, b
         "cpu": cpu_model(), "onnxruntime": ort.__version__, "python": platform.python_version(),
         "measured": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "imports_torch": "torch" in sys.modules,
+        "samples_ms": [round(float(v), 4) for v in ms],  # (calls,) batch-1 wall times, for the histogram
     }
     return cert
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nudistill.online_bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("model", help="a contract-3 ONNX model")
-    parser.add_argument("--calls", type=int, default=1000, help="timed batch-1 calls after warm-up")
-    parser.add_argument("--warmup", type=int, default=100, help="untimed calls before timing")
-    parser.add_argument("--threads", type=int, default=1, help="intra-op threads")
-    parser.add_argument("--batch", type=int, default=64, help="batch size of the throughput measurement")
-    parser.add_argument("--samples", metavar="FILE.npy", help="also save the batch-1 latency samples (ms) here")
-    args = parser.parse_args(argv)
-    try:
-        cert = certify(args.model, args.calls, args.warmup, args.threads, args.batch, args.samples)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(cert))
-    return 0
+def certify(path: str | os.PathLike, calls: int = 1000, warmup: int = 100, threads: int = 1, batch: int = 64) -> dict:
+    """The latency certificate of the model at ``path``, measured by :func:`measure` in a fresh Python process.
 
-
-if __name__ == "__main__":
-    sys.exit(main())
+    The one way a certificate is made (export, ``nudistill bench``, the demo, ``bench/online.py``): a process
+    that has imported torch or ray would report their memory and share cores with their threads.
+    Raises UserError (one sentence) when the model cannot be measured.
+    """
+    request = {"path": str(path), "calls": int(calls), "warmup": int(warmup), "threads": int(threads),
+               "batch": int(batch)}
+    root = str(Path(__file__).resolve().parents[2])  # the same nudistill as this one, wherever the cwd is
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    proc = subprocess.run([sys.executable, "-m", "nudistill.online.certify", json.dumps(request)],
+                          capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines()
+        raise UserError(lines[-1].removeprefix("error: ") if lines else f"the latency benchmark of {path} failed")
+    return json.loads(proc.stdout.strip().splitlines()[-1])

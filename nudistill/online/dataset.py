@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from nudistill.events import Validator, check_schema, decode_views, iter_batches, resolve_dataset
 from nudistill.log import get_logger, progress
-from nudistill.online import Scorer
+from nudistill.online.scorer import Scorer
 
 log = get_logger("score")
 
