@@ -81,6 +81,19 @@ def _label_cli(events, teacher, out, address, *extra, wait=True):
     return proc
 
 
+def test_embedded_local_ray_says_nothing_about_tokens_or_actor_arguments(tiny_teacher, tmp_path):
+    """No RAY_ADDRESS: the CLI starts its own Ray; its known noise lines stay out of the output."""
+    pq.write_table(simulate_table(24, res=32, seed=8), tmp_path / "ev.parquet")
+    env = {k: v for k, v in _env(RAY_ADDRESS="local").items() if k != "RAY_AUTH_MODE"}
+    res = subprocess.run([sys.executable, "-m", "nudistill", "label", "--events", str(tmp_path / "ev.parquet"),
+                          "--teacher", str(tiny_teacher), "--out", str(tmp_path / "labels"), "--rationale", "none"],
+                         env=env, capture_output=True, text=True, timeout=600)
+    output = res.stdout + res.stderr
+    assert res.returncode == 0, output[-3000:]
+    assert "labelled 24 of 24 events ok" in output
+    assert "Token authentication" not in output and "constructor arguments" not in output, output[-3000:]
+
+
 def _check_contract(out: Path, events) -> pa.Table:
     """One row per input event, contract-2 schema, teacher id everywhere, probs summing to 1 where ok."""
     table = pq.read_table(sorted(out.glob("part-*.parquet")))

@@ -22,6 +22,7 @@ from nudistill.events import reason_of, resolve_dataset
 from nudistill.label.actor import BUSY, REPLICA, ROW, LabelActor, prefilter
 from nudistill.label.config import LabelConfig
 from nudistill.label.outdir import OutputDir
+from nudistill.label.quiet import drop_known_lines, drop_token_notice
 from nudistill.log import get_logger, say
 
 log = get_logger("label")
@@ -29,14 +30,15 @@ MAX_BLOCK_ROWS = 512  # a block is the unit of commit: at most this many events 
 
 
 def ensure_ray(address: str | None = None) -> None:
-    """Connect to the cluster at ``address`` / RAY_ADDRESS, or start an embedded local Ray."""
+    """Connect to the cluster at ``address`` / RAY_ADDRESS, or start an embedded local Ray (also for "local")."""
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
-    if address:
+    if address and address != "local":
         ray.init(address=address, log_to_driver=False)
-    else:
-        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    else:  # "local": a new cluster, not one that `ray start` left on this machine
+        with drop_token_notice():
+            ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False)
     if not log.isEnabledFor(logging.INFO):  # quiet by default: Ray Data's progress lines only with -v
         logging.getLogger("ray").setLevel(logging.WARNING)
 
@@ -131,6 +133,14 @@ def run_label(cfg: LabelConfig) -> dict:
     log.info("labelling %d of %d events (%d already committed) with teacher %s", todo, n_in, len(done), teacher_id)
     cpus, threads = _resources(cfg)
     sink = LabelSink(cfg.out)
+    with drop_known_lines():
+        _execute(ds, cfg, done, dup_winner, sink, threads, cpus)
+    return summarise(cfg, out, n_in, teacher_id, processed=sum(sink.replicas.values()),
+                     wall_s=time.perf_counter() - t0, replicas=sink.replicas, busy=sink.busy)
+
+
+def _execute(ds, cfg: LabelConfig, done, dup_winner, sink: LabelSink, threads: int, cpus: float) -> None:
+    """prefilter -> teacher actors -> sink, streamed by Ray Data."""
     (ds.map_batches(prefilter, fn_kwargs={"done": done, "dup_winner": dup_winner}, batch_format="pyarrow",
                     batch_size=None, num_cpus=0.1)
        .map_batches(LabelActor, fn_constructor_kwargs=dict(
@@ -140,8 +150,6 @@ def run_label(cfg: LabelConfig) -> dict:
                     batch_size=cfg.batch_size, batch_format="pyarrow", compute=ActorPoolStrategy(size=cfg.replicas),
                     num_gpus=cfg.gpus_per_replica or None, num_cpus=cpus)
        .write_datasink(sink))
-    return summarise(cfg, out, n_in, teacher_id, processed=sum(sink.replicas.values()),
-                     wall_s=time.perf_counter() - t0, replicas=sink.replicas, busy=sink.busy)
 
 
 def summarise(cfg: LabelConfig, out: OutputDir, n_in: int, teacher_id: str, processed: int, wall_s: float,
