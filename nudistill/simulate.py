@@ -79,14 +79,19 @@ class SimConfig:
     """Rows per Parquet shard."""
     start: int = 0
     """Index of the first event (for generating disjoint slices of one run)."""
+    out: str | None = None
+    """Output directory for the part-*.parquet shards (``nudistill simulate`` needs it; write_dataset takes its own)."""
+
+    CHOICES = {"detector": DETECTORS}  # the CLI's choices (cli/dataclass_args.py)
 
     def __post_init__(self):
         if self.n <= 0:
             raise UserError(f"--n must be positive, got {self.n}")
         if self.res < 16:
             raise UserError(f"--res must be at least 16 pixels, got {self.res}")
-        if not 0.0 <= self.cc_fraction <= 1.0 or not 0.0 <= self.nue_fraction_of_cc <= 1.0:
-            raise UserError("class fractions must lie between 0 and 1")
+        for flag, value in (("--cc-fraction", self.cc_fraction), ("--nue-fraction-of-cc", self.nue_fraction_of_cc)):
+            if not 0.0 <= value <= 1.0:
+                raise UserError(f"{flag} must lie between 0 and 1, got {value}")
         if self.pitch_cm <= 0:
             raise UserError(f"--pitch must be positive, got {self.pitch_cm}")
         if self.rows_per_file <= 0:
@@ -367,6 +372,17 @@ def _table(cfg: SimConfig, indices: range) -> pa.Table:
         **{k: pa.array([e["detector"][k] for e in events], pa.int32() if k == "cosmics_overlaid" else pa.float32())
            for k in events[0]["detector"]},
     })
+
+
+def run(cfg: SimConfig, progress_bar: bool = True) -> list[Path]:
+    """``nudistill simulate``: write the events to ``cfg.out`` and the resolved config as OUT/_simulate.json."""
+    from nudistill.config import save_config
+
+    if cfg.out is None:
+        raise UserError("--out is required: the directory to write the events to")
+    files = write_dataset(cfg, cfg.out, progress_bar)
+    save_config(cfg, Path(cfg.out) / "_simulate.json")
+    return files
 
 
 def write_dataset(cfg: SimConfig, out_dir: str | Path, progress_bar: bool = True) -> list[Path]:

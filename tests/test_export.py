@@ -57,8 +57,13 @@ def checkpoint(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def exported(checkpoint, tmp_path_factory) -> dict:
+    """The export checked on the user's events: 256 simulated 64x64 events written as a dataset."""
+    from nudistill.simulate import SimConfig, write_dataset
+
+    events = tmp_path_factory.mktemp("events")
+    write_dataset(SimConfig(n=256, res=RES, seed=0), events, progress_bar=False)
     out = tmp_path_factory.mktemp("export") / "model.onnx"
-    return export_checkpoint(ExportConfig(checkpoint=str(checkpoint), out=str(out)))
+    return export_checkpoint(ExportConfig(checkpoint=str(checkpoint), out=str(out), events=str(events)))
 
 
 def test_export_writes_checked_files(exported):
@@ -87,6 +92,7 @@ def test_metadata_through_onnxruntime(exported):
     assert meta["teacher"] == "teacher-abc123"
     metrics = json.loads(meta["metrics"])
     assert metrics["accuracy"] > 0.5 and metrics["auc_macro"] > 0.7  # trained: well above chance (1/3)
+    assert metrics["accuracy_on"] == f"256 events of {metrics['check_events']}" and "simulated" not in metrics["accuracy_on"]
     assert metrics["training"]["steps"] == 60 and "latency" in metrics
 
 
@@ -105,6 +111,20 @@ def test_failed_parity_writes_nothing(checkpoint, tmp_path):
     with pytest.raises(ExportCheckError, match="disagrees with PyTorch"):
         export_checkpoint(ExportConfig(checkpoint=str(checkpoint), out=str(out), tolerance=1e-12))
     assert not list(tmp_path.iterdir())
+
+
+def test_accuracy_on_simulated_events_only_at_the_simulators_size_and_labelled():
+    """Without --events, events the export simulates say nothing of another detector's student."""
+    from nudistill.cli.export import accuracy_line
+    from nudistill.export.pipeline import accuracy_metrics
+
+    probs, labels = np.eye(3, dtype=np.float32)[[0, 1, 2, 0]], np.array([0, 1, 2, 1])
+    theirs = accuracy_metrics(probs, labels, "simulated", simulated=True, shape=(500, 500))
+    assert "accuracy" not in theirs and "pass --events" in accuracy_line(theirs)
+    ours = accuracy_metrics(probs, labels, "simulated", simulated=True, shape=(512, 512))
+    assert accuracy_line(ours) == "accuracy 75.0% on simulated nominal events, not yours"
+    given = accuracy_metrics(probs, labels, "ev/", shape=(500, 500))
+    assert accuracy_line(given) == "accuracy 75.0% on 4 events of ev/"
 
 
 def test_bad_arguments_are_user_errors(checkpoint, tmp_path):

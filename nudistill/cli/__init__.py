@@ -1,7 +1,8 @@
 """`nudistill <verb>`: one subcommand per pipeline arrow (DESIGN.md).
 
-Each verb lives in ``nudistill/cli/<verb>.py`` with ``register(subparsers)``; it parses arguments,
-prints the resolved config and calls one library function (STYLE 1). Heavy imports (torch, ray,
+Each verb lives in ``nudistill/cli/<verb>.py`` with ``register(subparsers)``; its options are generated
+from the stage's config dataclass (``dataclass_args``), and it prints the resolved config and calls the
+stage's one ``run`` function (STYLE 1, 2). ``--config FILE`` reruns a saved config. Heavy imports (torch, ray,
 transformers) happen inside the command, so ``nudistill --help`` stays fast.
 """
 
@@ -19,7 +20,30 @@ VERBS = ("simulate", "show", "teacher", "label", "distill", "evaluate", "robustn
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with errors as one sentence and exit status 2."""
+    """argparse with errors as one sentence and exit status 2, and options added on first use.
+
+    A verb sets ``fill`` to the function that adds its options: they come from the stage's config
+    dataclass, whose module may import torch, so they are built only for the verb being run.
+    """
+
+    fill = None
+
+    def _filled(self) -> None:
+        fill, self.fill = self.fill, None
+        if fill is not None:
+            fill(self)
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._filled()
+        return super().parse_known_args(args, namespace)
+
+    def format_usage(self) -> str:
+        self._filled()
+        return super().format_usage()
+
+    def format_help(self) -> str:
+        self._filled()
+        return super().format_help()
 
     def error(self, message: str):  # noqa: D401
         self.exit(2, f"{self.prog}: error: {message}\n  (see `{self.prog} --help`)\n")
@@ -43,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from nudistill.cli.dataclass_args import parse_args
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -50,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     setup_logging(args.verbose)
     try:
+        args = parse_args(parser, argv)  # again, with a --config file's values as defaults
         return int(args.func(args) or 0)
     except UserError as exc:
         print(f"nudistill {args.verb}: error: {exc}", file=sys.stderr)

@@ -42,6 +42,8 @@ class DemoConfig:
     train_detector: str = "randomized"
     """Detector of the teacher's fine-tuning events: randomized (domain randomisation, a draw per event) or nominal."""
 
+    CHOICES = {"train_detector": ("randomized", "nominal")}  # the CLI's choices (cli/dataclass_args.py)
+
     def __post_init__(self):
         if self.quick:
             self.events, self.calib_events, self.test_events = min(self.events, 480), 128, 256

@@ -40,6 +40,8 @@ class LabelConfig:
     fault_poison_event: str | None = None
     """Test-only fault hook: the actor process exits when it scores this event id. Off by default."""
 
+    CHOICES = {"quantize": ("4bit",)}  # the CLI's choices (cli/dataclass_args.py)
+
     def __post_init__(self):
         if self.replicas < 1:
             raise UserError(f"--replicas must be at least 1, got {self.replicas}")
@@ -55,6 +57,6 @@ class LabelConfig:
             raise UserError(f"--max-attempts must be at least 1, got {self.max_attempts}")
         if self.quantize not in (None, "4bit"):
             raise UserError(f"--quantize must be 4bit or absent, got {self.quantize!r}")
-        from nudistill.teacher.rationale import RationalePolicy
+        from nudistill.teacher.core import RationalePolicy
 
         RationalePolicy.parse(self.rationale)  # raises a UserError naming the bad policy

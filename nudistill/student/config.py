@@ -61,22 +61,33 @@ class DistillConfig:
     """Cap on optimiser steps per epoch (0 = one pass over the training split)."""
     resume: bool = True
     """Continue from out/last/ when it exists."""
+    threads: int | None = None
+    """torch CPU threads (None: torch's default in one process, 1 per Ray Train worker, its CPU reservation)."""
+
+    CHOICES = {"student": tuple(list_students()), "hard_labels": HARD_SOURCES, "concept_source": CONCEPT_SOURCES,
+               "device": ("auto", "cpu", "cuda")}  # the CLI's choices (cli/dataclass_args.py)
 
     def __post_init__(self):
         if self.student not in list_students():
-            raise UserError(f"unknown student {self.student!r}; choose one of {', '.join(list_students())}")
+            raise UserError(f"--student: unknown student {self.student!r}; choose one of {', '.join(list_students())}")
         if not 0.0 <= self.alpha <= 1.0:
-            raise UserError(f"alpha must lie between 0 and 1, got {self.alpha}")
-        if self.temperature <= 0 or self.concept_weight < 0 or self.lr <= 0:
-            raise UserError("temperature and lr must be positive and concept_weight not negative")
+            raise UserError(f"--alpha must lie between 0 and 1, got {self.alpha}")
+        for flag, value in (("--temperature", self.temperature), ("--lr", self.lr), ("--epochs", self.epochs),
+                            ("--batch-size", self.batch_size), ("--workers", self.workers)):
+            if not value > 0:
+                raise UserError(f"{flag} must be positive, got {value}")
+        if self.concept_weight < 0:
+            raise UserError(f"--concept-weight must not be negative, got {self.concept_weight}")
         if self.hard_labels not in HARD_SOURCES:
-            raise UserError(f"hard labels {self.hard_labels!r} must be one of {', '.join(HARD_SOURCES)}")
+            raise UserError(f"--hard-labels {self.hard_labels!r} must be one of {', '.join(HARD_SOURCES)}")
         if self.concept_source not in CONCEPT_SOURCES:
-            raise UserError(f"concept source {self.concept_source!r} must be one of {', '.join(CONCEPT_SOURCES)}")
+            raise UserError(f"--concept-source {self.concept_source!r} must be one of {', '.join(CONCEPT_SOURCES)}")
         if self.labels is None and (self.hard_labels == "teacher" or self.concept_source == "teacher"):
             # Without a teacher only truth can supervise: say so rather than train on nothing.
             raise UserError("without --labels only truth can supervise: pass --hard-labels truth --concept-source truth (or none)")
         if not 0.0 < self.val_fraction < 1.0:
-            raise UserError(f"val fraction must lie strictly between 0 and 1, got {self.val_fraction}")
-        if self.epochs <= 0 or self.batch_size <= 0 or self.workers <= 0:
-            raise UserError("epochs, batch size and workers must be positive")
+            raise UserError(f"--val-fraction must lie strictly between 0 and 1, got {self.val_fraction}")
+        if self.max_steps_per_epoch < 0:
+            raise UserError(f"--max-steps-per-epoch must not be negative, got {self.max_steps_per_epoch}")
+        if self.threads is not None and self.threads < 1:
+            raise UserError(f"--threads must be at least 1, got {self.threads}")

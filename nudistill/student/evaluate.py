@@ -6,11 +6,14 @@ coarser readout. Metrics against truth (where the events carry ``label``), agree
 (where labels are given) and concept AUC against the truth ``concepts`` column (where present).
 
 Run: ``nudistill evaluate --model out/ --events events/ --labels labels/ --out eval.json``
+(:func:`run_evaluate`; the report embeds its resolved config, so ``--config eval.json`` reruns it.)
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -168,3 +171,40 @@ def evaluate(model: str | Path, events, labels=None, batch_size: int = 64, limit
     got = collect(predict, events, labels, batch_size, limit)
     return {"model": str(model), **predict.meta, "events": str(events), "labels": str(labels) if labels else None,
             "counts": got["counts"], **summarise(got["arrays"])}
+
+
+@dataclass
+class EvaluateConfig:
+    """Evaluate a student checkpoint or exported ONNX model against truth and the teacher, full and half resolution."""
+
+    model: str
+    """Student checkpoint directory (model.safetensors + config.json) or an exported .onnx file."""
+    events: str
+    """Events dataset (contract 1); truth label/concepts columns give accuracy, AUC and concept AUC."""
+    out: str
+    """JSON file for the report (full and half resolution, with this config under "config")."""
+    labels: str | None = None
+    """Teacher labels (contract 2) for agreement and the teacher's own accuracy."""
+    batch_size: int = 64
+    """Events per model call."""
+    limit: int | None = None
+    """Evaluate only the first N events (None: all)."""
+    threads: int = 1
+    """onnxruntime intra-op threads for an .onnx model."""
+
+    def __post_init__(self):
+        for flag, value in (("--batch-size", self.batch_size), ("--threads", self.threads), ("--limit", self.limit)):
+            if value is not None and value < 1:
+                raise UserError(f"{flag} must be at least 1, got {value}")
+
+
+def run_evaluate(cfg: EvaluateConfig) -> dict:
+    """``nudistill evaluate``: write the report of :func:`evaluate` (and ``cfg``) to ``cfg.out``; return it."""
+    from nudistill.config import config_dict
+
+    report = {"config": config_dict(cfg),
+              **evaluate(cfg.model, cfg.events, cfg.labels, cfg.batch_size, cfg.limit, cfg.threads)}
+    out = Path(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    return report

@@ -79,7 +79,7 @@ def train_with_ray(config: dict | DistillConfig, storage: str | None = None) -> 
         ray.init(num_cpus=max(cfg.workers, 2) if not _has_cluster() else None, include_dashboard=False,
                  log_to_driver=False)
     use_gpu = torch.cuda.is_available() and cfg.device != "cpu"
-    loop_config = {**asdict(cfg), "out": str(out), "_threads_per_worker": 1}
+    loop_config = {**asdict(cfg), "out": str(out), "_threads_per_worker": cfg.threads or 1}
     trainer = TorchTrainer(
         _worker_loop,  # Ray: the same loop function as the single-process run
         train_loop_config=loop_config,

@@ -1,0 +1,25 @@
+"""``run_distill(cfg)``: the one entry to a distillation run, for the CLI, the demo and the Ray job.
+
+One worker trains in this process; more workers (or ``use_ray``) run the same loop under Ray Train. A Ray
+job submitted to a cluster passes ``use_ray=True`` even for one worker, so training lands on a worker node
+(a GPU) rather than on the CPU head that runs the job's driver.
+"""
+
+from __future__ import annotations
+
+from nudistill.student.config import DistillConfig
+
+
+def run_distill(cfg: DistillConfig, use_ray: bool = False) -> dict:
+    """Train ``cfg.student`` into ``cfg.out`` (best checkpoint, last/, metrics.jsonl, distill_config.json)."""
+    if use_ray or cfg.workers > 1:
+        from nudistill.student.ray_train import train_with_ray
+
+        return train_with_ray(cfg)
+    import torch
+
+    from nudistill.student.train import train
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    return train(cfg)
