@@ -13,6 +13,13 @@ from sklearn.metrics import precision_recall_fscore_support, roc_auc_score
 from nudistill import CLASSES, CONCEPTS
 
 
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax(logits / T) over the last axis, computed in float64 and returned as float32."""
+    z = np.asarray(logits, np.float64) / temperature
+    z = np.exp(z - z.max(-1, keepdims=True))
+    return (z / z.sum(-1, keepdims=True)).astype(np.float32)
+
+
 def accuracy(y: np.ndarray, probs: np.ndarray) -> float:
     """Fraction of rows whose argmax is the true class."""
     return float((np.asarray(probs).argmax(1) == np.asarray(y)).mean()) if len(y) else float("nan")

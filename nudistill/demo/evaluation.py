@@ -29,26 +29,17 @@ def _teacher_probs(teacher_dir: str, views: np.ndarray, half: np.ndarray) -> dic
     t = load_teacher(teacher_dir)
     logp_full = t.logprobs(views)
     return {"teacher_full": t.probs_from_logprobs(logp_full), "teacher_half": t.score(half),
-            "teacher_uncal_full": _softmax(logp_full), "_teacher": t}
+            "teacher_uncal_full": metrics.softmax(logp_full), "_teacher": t}
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    e = np.exp(logits - logits.max(1, keepdims=True))
-    return (e / e.sum(1, keepdims=True)).astype(np.float32)
+def _student_probs(model: str, events: str, y: np.ndarray) -> dict[str, np.ndarray]:
+    """The shipped model at full and half resolution, as ``nudistill evaluate`` scores it (same events, same order)."""
+    from nudistill.student.evaluate import collect, open_model
 
-
-def _student_probs(model: str, views: np.ndarray, half: np.ndarray) -> dict[str, np.ndarray]:
-    from nudistill.online import Scorer
-
-    scorer = Scorer(model, threads=1)
-    out: dict[str, np.ndarray] = {}
-    for name, v in (("full", views), ("half", half)):
-        parts = [scorer.score(np.ascontiguousarray(v[i:i + 64, 0]), np.ascontiguousarray(v[i:i + 64, 1]))
-                 for i in range(0, len(v), 64)]
-        out[f"student_{name}"] = np.concatenate([p["probs"] for p in parts])
-        if name == "full":
-            out["student_concepts"] = np.concatenate([p["concepts"] for p in parts])
-    return out
+    arrays = collect(open_model(model), events)["arrays"]
+    if not np.array_equal(arrays["truth"], y):
+        raise RuntimeError(f"{events}: the student's events are not the teacher's (order or validity differ)")
+    return {"student_full": arrays["full"], "student_half": arrays["half"], "student_concepts": arrays["full_concepts"]}
 
 
 def _examples(run: Path, teacher, views, y, rows, p: dict) -> None:
@@ -79,7 +70,7 @@ def evaluate_run(run: Path, done: dict) -> dict:
     half = degrade_resolution(views, 2)
     p = _teacher_probs(done["teacher"]["dir"], views, half)
     teacher = p.pop("_teacher")
-    p |= _student_probs(done["export"]["model"], views, half)
+    p |= _student_probs(done["export"]["model"], done["simulate"]["test"], y)
     (run / "evaluate").mkdir(parents=True, exist_ok=True)
     np.savez(run / "evaluate" / "predictions.npz", y=y, truth_concepts=truth_concepts, **p)
     m = {f"{who}_{res}": metrics.classification_report(y, p[f"{who}_{res}"], reference=p[f"teacher_{res}"] if who == "student" else None)

@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 
 from nudistill import CLASSES
+from nudistill.metrics import softmax
 
 STAND_IN_ID = "stand-in-truth-noise"
 
@@ -23,8 +24,7 @@ def stand_in_labels(events: pa.Table, noise: float = 1.0, no_rationale: float = 
     n = events.num_rows
     truth = np.array([CLASSES.index(x) for x in events.column("label").to_pylist()])
     logits = 3.0 * np.eye(len(CLASSES))[truth] + noise * rng.normal(size=(n, len(CLASSES)))
-    probs = np.exp(logits - logits.max(1, keepdims=True))
-    probs = (probs / probs.sum(1, keepdims=True)).astype(np.float32)
+    probs = softmax(logits)
     truth_concepts = events.column("concepts").to_pylist() if "concepts" in events.schema.names else [[]] * n
     status, rationale, concepts, plist = [], [], [], []
     for i in range(n):
