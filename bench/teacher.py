@@ -23,9 +23,8 @@ import torch
 
 def paper_method(teacher, views: np.ndarray) -> list[tuple[int, str]]:
     """One event at a time: three teacher-forced phrase passes, then greedy generate of the rationale."""
-    from nudistill.teacher.inputs import encode_prompt, pool_views, to_images
-    from nudistill.teacher.prompt import answer_head
-    from nudistill.teacher.scoring import unshared_phrase_logprobs
+    from nudistill.teacher.core import unshared_phrase_logprobs
+    from nudistill.teacher.inputs import answer_head, encode_prompt, pool_views, to_images
 
     out = []
     for i in range(len(views)):

@@ -12,9 +12,8 @@ import torch
 from nudistill import CLASSES
 from nudistill.errors import UserError
 from nudistill.teacher import RationalePolicy, Teacher, TeacherSpec, load_teacher
-from nudistill.teacher.inputs import encode_prompt, phrase_table, pool_views
-from nudistill.teacher.prompt import ANSWER_PREFIX
-from nudistill.teacher.scoring import unshared_phrase_logprobs
+from nudistill.teacher.core import unshared_phrase_logprobs
+from nudistill.teacher.inputs import ANSWER_PREFIX, encode_prompt, phrase_table, pool_views
 from nudistill.teacher.tiny import TinyConfig, build_tiny_teacher
 
 RATIONALES = [

@@ -13,7 +13,7 @@ from nudistill.errors import UserError
 from nudistill.teacher import load_teacher
 from nudistill.teacher.data import load_labelled
 from nudistill.teacher.finetune import FinetuneConfig, run_finetune
-from nudistill.teacher.train_step import Trainer
+from nudistill.teacher.trainer import Trainer
 from nudistill.teacher.tiny import TinyConfig, build_tiny_teacher
 
 pytestmark = pytest.mark.slow

@@ -110,7 +110,7 @@ def _block_bytes(source, cfg: LabelConfig) -> int:
 
 def run_label(cfg: LabelConfig) -> dict:
     """Label ``cfg.events`` into ``cfg.out`` (contract 2); resumable, exactly once. Returns the summary."""
-    from nudistill.teacher.identity import teacher_id_of
+    from nudistill.teacher.loading import teacher_id_of
 
     t0 = time.perf_counter()
     teacher_id = teacher_id_of(cfg.teacher, cfg.quantize, cfg.adapter)

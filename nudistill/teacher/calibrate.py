@@ -24,12 +24,6 @@ def nll(y: np.ndarray, logprobs: np.ndarray, temperature: float) -> float:
     return float(-logp[np.arange(len(y)), y].mean())
 
 
-def softmax_t(logprobs: np.ndarray, temperature: float) -> np.ndarray:
-    z = np.asarray(logprobs, np.float64) / temperature
-    z = np.exp(z - z.max(1, keepdims=True))
-    return (z / z.sum(1, keepdims=True)).astype(np.float32)
-
-
 def fit_temperature(y: np.ndarray, logprobs: np.ndarray) -> float:
     """The T > 0 minimising NLL: a golden-section search on log T over [1e-2, 1e3] (convex in 1/T)."""
     if len(y) == 0:
@@ -67,7 +61,7 @@ class CalibrationResult:
 def calibrate(y: np.ndarray, logprobs: np.ndarray, temperature_before: float) -> CalibrationResult:
     """Fit T on (y, logprobs) and report NLL and ECE at the old and new temperature."""
     t = fit_temperature(y, logprobs)
-    before, after = softmax_t(logprobs, temperature_before), softmax_t(logprobs, t)
+    before, after = metrics.softmax(logprobs, temperature_before), metrics.softmax(logprobs, t)
     return CalibrationResult(temperature_before, t, nll(y, logprobs, temperature_before), nll(y, logprobs, t),
                              metrics.ece(y, before), metrics.ece(y, after), metrics.accuracy(y, after), len(y))
 

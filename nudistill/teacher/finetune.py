@@ -27,10 +27,6 @@ from nudistill.log import get_logger, progress
 
 log = get_logger("teacher.finetune")
 
-LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "fc1", "fc2"]
-"""Attention and MLP projections of the Mllama vision encoder (fc1/fc2) and text decoder."""
-
-
 @dataclass
 class FinetuneConfig:
     """Settings of one teacher fine-tuning run (written as finetune_config.json in the output)."""
@@ -118,7 +114,7 @@ def run_finetune(cfg: FinetuneConfig, eval_fn=None, eval_every: int | None = Non
 
     from nudistill.teacher.data import load_labelled
     from nudistill.teacher.loading import default_device
-    from nudistill.teacher.train_step import Trainer
+    from nudistill.teacher.trainer import Trainer, warm_up_vision
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -134,8 +130,6 @@ def run_finetune(cfg: FinetuneConfig, eval_fn=None, eval_every: int | None = Non
     t0 = time.perf_counter() - (history[-1]["seconds"] if history else 0.0)
     c0 = time.process_time() - (history[-1]["cpu_seconds"] if history else 0.0)
     if step == 0 and cfg.vision_warmup:
-        from nudistill.teacher.vision_warmup import warm_up_vision
-
         losses = warm_up_vision(trainer.model, trainer.processor, data, trainer.spec.view_size, cfg.vision_warmup,
                                 seed=cfg.seed)
         log.info("vision warm-up: loss %.3f -> %.3f", losses[0], losses[-1])

@@ -1,5 +1,6 @@
 """Load a teacher: AutoProcessor + AutoModelForImageTextToText from a directory or hub id, with
-optional NF4 4-bit quantization (QLoRA recipe: double quantization, bf16 compute) and a peft adapter.
+optional NF4 4-bit quantization (QLoRA recipe: double quantization, bf16 compute) and a peft adapter;
+or only its id (:func:`teacher_id_of`), without loading weights.
 
 The same path loads the tiny Mllama built here and ``meta-llama/Llama-3.2-11B-Vision-Instruct`` on a GPU.
 bitsandbytes >= 0.49 also runs 4-bit layers on CPU, which is how the tests exercise it.
@@ -11,7 +12,8 @@ from pathlib import Path
 
 from nudistill.errors import UserError
 from nudistill.log import get_logger
-from nudistill.teacher.spec import TeacherSpec
+from nudistill.teacher.inputs import build_prompt
+from nudistill.teacher.spec import TeacherSpec, teacher_id, weights_digests
 
 log = get_logger("teacher")
 
@@ -118,6 +120,21 @@ def resolve_parts(path_or_hub_id: str | Path, quantize: str | None = None, adapt
     return root, spec, base_dir, adapter_dir, (quantize if quantize is not None else spec.quantize)
 
 
+def _load_processor_of(root: Path, base_dir: Path, trust_remote_code: bool):
+    """The processor saved with the teacher (an adapter directory may carry one), else the base model's."""
+    has_processor = any((root / f).is_file() for f in ("processor_config.json", "preprocessor_config.json"))
+    return load_processor(root if has_processor else base_dir, trust_remote_code)
+
+
+def teacher_id_of(path_or_hub_id: str | Path, quantize: str | None = None, adapter: str | Path | None = None,
+                  trust_remote_code: bool = False) -> str:
+    """The id that :func:`load_teacher` with the same arguments would report, without loading weights: what a
+    Ray driver on a CPU head needs before labelling (the processor for the prompt, teacher.json, digests)."""
+    root, spec, base_dir, adapter_dir, quantize = resolve_parts(path_or_hub_id, quantize, adapter)
+    prompt = build_prompt(_load_processor_of(root, base_dir, trust_remote_code))
+    return teacher_id(spec, prompt, quantize, weights_digests(base_dir, adapter_dir))
+
+
 def load_teacher(path_or_hub_id: str | Path, quantize: str | None = None, adapter: str | Path | None = None,
                  merge_adapter: bool = False, trust_remote_code: bool = False, device: str | None = None):
     """Load a :class:`~nudistill.teacher.core.Teacher` from a teacher directory or hub id.
@@ -129,8 +146,7 @@ def load_teacher(path_or_hub_id: str | Path, quantize: str | None = None, adapte
 
     root, spec, base_dir, adapter_dir, quantize = resolve_parts(path_or_hub_id, quantize, adapter)
     device = default_device(device)
-    has_processor = any((root / f).is_file() for f in ("processor_config.json", "preprocessor_config.json"))
-    processor = load_processor(root if has_processor else base_dir, trust_remote_code)
+    processor = _load_processor_of(root, base_dir, trust_remote_code)
     model = load_model(base_dir, quantize, trust_remote_code, device)
     if adapter_dir is not None:
         model = attach_adapter(model, adapter_dir, merge_adapter)

@@ -1,15 +1,24 @@
-"""``teacher.json``: what a teacher directory adds to its HF files (prompt version, phrases, temperature)."""
+"""A teacher directory's settings (``teacher.json``) and the teacher id that they, the weights and the prompt make.
+
+A labels directory belongs to one teacher id (docs/contracts.md, contract 2), so anything that changes the
+probabilities must change the id: :func:`teacher_id` is the one place it is computed. Weight files in a hub
+snapshot are symlinks to blobs named by their sha256, which is used as is; other files are hashed by
+content (files over ``FULL_HASH_LIMIT`` by size plus their first and last 8 MiB, so an 11B checkpoint does
+not cost minutes).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from nudistill import CLASSES
 from nudistill.errors import UserError
-from nudistill.teacher.prompt import DEFAULT_PHRASES, PROMPT_VERSION
+from nudistill.teacher.inputs import DEFAULT_PHRASES, PROMPT_VERSION
 
 SPEC_FILE = "teacher.json"
 
@@ -19,7 +28,7 @@ class TeacherSpec:
     """The teacher's scoring settings, stored as ``teacher.json`` beside the HF files."""
 
     prompt_version: str = PROMPT_VERSION
-    """Version of the prompt text in nudistill.teacher.prompt."""
+    """Version of the prompt text in nudistill.teacher.inputs."""
     label_phrases: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_PHRASES))
     """Words the teacher says for each class, keyed by class name."""
     temperature: float = 1.0
@@ -69,3 +78,55 @@ class TeacherSpec:
         if unknown:
             raise UserError(f"{path} has unknown keys {unknown}")
         return cls(**data)
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+FULL_HASH_LIMIT = 512 * 2**20
+_EDGE = 8 * 2**20
+_SHA256_NAME = re.compile(r"^[0-9a-f]{64}$")
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of one weight file (or the blob name a hub snapshot already gives it)."""
+    target = path.resolve()
+    if path.is_symlink() and _SHA256_NAME.match(target.name):
+        return target.name
+    h = hashlib.sha256()
+    size = target.stat().st_size
+    with open(target, "rb") as f:
+        if size <= FULL_HASH_LIMIT:
+            for chunk in iter(lambda: f.read(2**20), b""):
+                h.update(chunk)
+        else:
+            h.update(str(size).encode())
+            h.update(f.read(_EDGE))
+            f.seek(size - _EDGE)
+            h.update(f.read(_EDGE))
+    return h.hexdigest()
+
+
+def weights_digest(directory: str | Path | None) -> str:
+    """Digest of every weight file under ``directory`` (sorted by relative path); '' for None."""
+    if directory is None:
+        return ""
+    root = Path(directory)
+    files = sorted(p for p in root.rglob("*") if p.suffix in WEIGHT_SUFFIXES and p.is_file()
+                   and "checkpoint" not in p.relative_to(root).parts[0])
+    h = hashlib.sha256()
+    for p in files:
+        h.update(f"{p.relative_to(root)}={file_digest(p)};".encode())
+    return h.hexdigest()
+
+
+def weights_digests(base_dir: str | Path | None, adapter_dir: str | Path | None) -> tuple[str, str]:
+    """(base, adapter) weight digests, the slow part of :func:`teacher_id` (a loaded teacher keeps them)."""
+    return weights_digest(base_dir), weights_digest(adapter_dir)
+
+
+def teacher_id(spec: TeacherSpec, prompt: str, quantize: str | None, digests: tuple[str, str]) -> str:
+    """16 hex characters over weights, adapter, prompt (and PROMPT_VERSION), label phrases, temperature and
+    quantization: everything that shapes the teacher's probabilities. ``digests`` from :func:`weights_digests`."""
+    blob = json.dumps(dict(weights=digests[0], adapter=digests[1], prompt=f"{PROMPT_VERSION}\n{prompt}",
+                           phrases=list(spec.phrases()), temperature=repr(float(spec.temperature)), quantize=quantize),
+                      sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -4,7 +4,7 @@
 ``AutoModelForImageTextToText`` exactly like ``meta-llama/Llama-3.2-11B-Vision-Instruct``: the real
 model class with a small config, a byte-level BPE tokenizer trained here with ``tokenizers`` on the
 prompt and rationale vocabulary, the Llama 3 special tokens the chat template needs, and a Pillow
-image processor with one small tile per view (no torchvision, issue 4).
+image processor with one small tile per view (nudistill does not depend on torchvision).
 
 Mllama's cross-attention gates start at zero (tanh(0)=0), so a from-scratch text decoder never sees
 the image; the tiny build opens them (``GATE_INIT``). A pretrained checkpoint is left alone.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from nudistill.concepts import CONCEPT_PHRASES
 from nudistill.errors import UserError
-from nudistill.teacher.prompt import ANSWER_PREFIX, DEFAULT_PHRASES, SYSTEM_PROMPT, USER_TEXT
+from nudistill.teacher.inputs import ANSWER_PREFIX, DEFAULT_PHRASES, SYSTEM_PROMPT, USER_TEXT
 
 # Llama 3 special tokens; <|image|> is added last so its id equals the text vocab size, as in the
 # real checkpoint (it lies outside the output vocabulary: the scorer clamps it before gathering).
