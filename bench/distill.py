@@ -1,4 +1,4 @@
-"""Issue 6 acceptance: three students, one budget, against truth and beside the teacher; prints JSON.
+"""The distillation acceptance run: three students, one budget, against truth and beside the teacher; prints JSON.
 
 (i) ``soft``: teacher soft labels only (alpha 1, KL at T), teacher concepts, no truth;
 (ii) ``hard``: teacher argmax labels only (alpha 0), teacher concepts;
@@ -178,7 +178,7 @@ def main(argv=None) -> dict:
 
 
 def goals(result: dict) -> dict:
-    """Issue 6's goals per student name, where the runs exist."""
+    """The acceptance goals per student name, where the runs exist (soft within 1 point of the teacher, >= hard)."""
     teacher = (result.get("teacher") or {}).get("accuracy")
     out = {}
     for key, r in result["students"].items():

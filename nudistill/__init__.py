@@ -1,6 +1,6 @@
 """nudistill: distil a LArTPC vision-language teacher into a fast two-view CNN.
 
-The class and concept orders below are part of every data contract (DESIGN.md):
+The class and concept orders below are part of every data contract (docs/contracts.md):
 probability vectors, ONNX outputs and confusion matrices all use them.
 """
 

@@ -1,4 +1,4 @@
-"""Map free-text rationales to DESIGN.md's concept vocabulary.
+"""Map free-text rationales to the concept vocabulary (docs/contracts.md).
 
 The simulator's truth rationales and the teacher's generated ones are read by the same rules, so a
 concept found in a teacher rationale means what the simulator meant by it.

@@ -1,6 +1,6 @@
 """The detector model: every readout nuisance of a LArTPC pixel map as one named, documented parameter.
 
-One vocabulary for the simulator, training augmentation and the robustness suite (DESIGN.md "Detector
+One vocabulary for the simulator, training augmentation and the robustness suite (docs/contracts.md "Detector
 conditions"): each nuisance is a pure numpy function on one event's float ADC maps ``(2, H, W)`` (XZ,
 YZ), in pixel units, so it works on any H×W. The simulator applies them before quantisation; the
 augmentation and the robustness shifts apply them to decoded uint8 views (:mod:`nudistill.shifts`).

@@ -1,4 +1,4 @@
-"""Contract 1 (DESIGN.md): the events Parquet schema, row validation, decoding and streaming reads.
+"""Contract 1 (docs/contracts.md): the events Parquet schema, row validation, decoding and streaming reads.
 
 One row per event: ``event_id`` (string), ``xz``/``yz`` (binary, ``height*width`` uint8 bytes,
 row-major, z along the beam in columns), ``height``/``width`` (int32) and an optional ``label``.

@@ -1,4 +1,4 @@
-"""Contract 2 (DESIGN.md): the teacher's labels, one row per input event, keyed by ``event_id``.
+"""Contract 2 (docs/contracts.md): the teacher's labels, one row per input event, keyed by ``event_id``.
 
 Columns: ``event_id``, ``probs`` (fixed_size_list<float32>[3], CLASSES order, null unless ok),
 ``pred``, ``confidence``, ``rationale`` (null when the policy skipped it), ``concepts``, ``teacher``,

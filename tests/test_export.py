@@ -1,4 +1,4 @@
-"""ONNX export (issue 7, contract 3) from a really trained checkpoint: checker, parity, metadata, batches, int8 gates."""
+"""ONNX export (contract 3) from a really trained checkpoint: checker, parity, metadata, batches, int8 gates."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def checkpoint(tmp_path_factory) -> Path:
         opt.zero_grad()
         loss.backward()
         opt.step()
-    for m in model.modules():  # running averages lag after 60 steps (issue 6): recompute them exactly
+    for m in model.modules():  # running averages lag after 60 steps (BatchNorm in short runs): recompute them exactly
         if isinstance(m, torch.nn.BatchNorm2d):
             m.reset_running_stats()
             m.momentum = None

@@ -241,7 +241,7 @@ def test_cluster_yaml_validates_against_rays_schema():
 
 
 def test_distill_and_export_job_submit_gives_a_verified_model(ray_head, tmp_path):
-    """The cluster path of issue 8: Ray Train (2 CPU workers) -> checked ONNX -> bench and report in --out.
+    """The cluster path: Ray Train (2 CPU workers) -> checked ONNX -> bench and report in --out.
     Labels are the events' truth here (--alpha 0), which keeps the test about the job, not the teacher."""
     import onnxruntime as ort
 

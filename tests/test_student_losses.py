@@ -1,4 +1,4 @@
-"""Distillation losses (issue 6): KD against a hand computation incl. T², zero at equal logits; masking."""
+"""Distillation losses (Hinton et al. 2015): KD against a hand computation incl. T², zero at equal logits; masking."""
 
 from __future__ import annotations
 

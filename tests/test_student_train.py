@@ -46,7 +46,7 @@ def overfit(small, tmp_path_factory):
 @pytest.mark.slow
 def test_student_overfits_32_events_in_eval_mode(overfit, small):
     report = evaluate(overfit, small[0], small[1])
-    # eval mode, so this also shows the BN statistics do not lag the weights (issue 6)
+    # eval mode, so this also shows the BN statistics do not lag the weights
     assert report["full"]["n"] == 32 and report["full"]["accuracy"] >= 0.95
     assert report["full"]["concept_auc"]["macro"] >= 0.9
     assert set(report) >= {"full", "half", "teacher", "counts"}

@@ -1,4 +1,4 @@
-"""`nudistill <verb>`: one subcommand per pipeline arrow (DESIGN.md).
+"""`nudistill <verb>`: one subcommand per pipeline arrow (docs/design.md).
 
 Each verb lives in ``nudistill/cli/<verb>.py`` with ``register(subparsers)``; its options are generated
 from the stage's config dataclass (``dataclass_args``), and it prints the resolved config and calls the

@@ -1,4 +1,4 @@
-"""Optional static int8 (QDQ) with calibration on real events, written only when it earns its place (issue 7).
+"""Optional static int8 (QDQ) with calibration on real events, written only when it earns its place.
 
 Naive int8 of a trained two-view CNN on these sparse images dropped argmax agreement with fp32 to 28%, and
 int8 is not always faster on this CPU, so the quantized model is compared with fp32 on held-out events and

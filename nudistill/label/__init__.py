@@ -1,4 +1,4 @@
-"""Labelling (DESIGN.md step 1): teacher replicas on Ray stream events into contract-2 labels.
+"""Labelling (docs/design.md, step 1): teacher replicas on Ray stream events into contract-2 labels.
 
     from nudistill.label import LabelConfig, run_label
     run_label(LabelConfig(events="events/", teacher="teacher/", out="labels/", replicas=2))

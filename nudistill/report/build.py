@@ -105,7 +105,7 @@ def robustness_section(results: dict[str, dict]) -> str:
         return ""
     from nudistill.robustness import markdown_table  # only when a robustness run exists
 
-    lines = ["Each row applies one named detector condition (DESIGN.md vocabulary and level) to every test event, "
+    lines = ["Each row applies one named detector condition (docs/contracts.md vocabulary and level) to every test event, "
              "with the same bytes for every model. Δ is the change in accuracy from nominal; a low minimum class "
              "recall or predicted counts piling onto one class mean the shift pushes events into one class.", ""]
     for model, r in results.items():

@@ -2,7 +2,8 @@
 
 MobileNetV2 (Sandler et al. 2018) inverted residuals with squeeze-and-excitation (Hu et al. 2018), as in
 the paper's baseline student. The norm layer is a choice: BatchNorm folds into the convolution at
-export (free at inference), GroupNorm does not but has no running statistics to lag (issue 6).
+export (free at inference), GroupNorm does not but has no running statistics to lag
+(BatchNorm statistics lag the weights in short runs: evaluation at chance while the training loss was tiny).
 """
 
 from __future__ import annotations

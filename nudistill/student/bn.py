@@ -1,4 +1,4 @@
-"""Recompute BatchNorm running statistics before evaluation (issue 6: "BatchNorm running statistics lag").
+"""Recompute BatchNorm running statistics before evaluation: after a short run they lag the weights.
 
 With the default momentum 0.1, after a short run the running mean/variance still remember the random
 initialisation's activations, so eval-mode outputs are at chance while the training loss is tiny. A pass

@@ -99,7 +99,7 @@ class Survey:
 def survey(spec: DataSpec, index: LabelIndex | None) -> Survey:
     """Check that labels cover the events and that all events share one resolution; count the split.
 
-    Raises a UserError in one sentence on mismatched inputs (issue 6 acceptance).
+    Raises a UserError in one sentence on mismatched inputs (labels that miss events, mixed resolutions).
     """
     counts: Counter = Counter()
     shape, missing = None, []

@@ -1,6 +1,6 @@
 """The two-view student network and its config: raw uint8 pixel maps in, class and concept logits out.
 
-All preprocessing lives in ``forward`` so that the ONNX export carries it (DESIGN.md contract 3):
+All preprocessing lives in ``forward`` so that the ONNX export carries it (docs/contracts.md, contract 3):
 uint8 ``xz``/``yz`` ``(B, H, W)`` -> float -> isolated-hit filter -> max-pool by ``pool`` -> log scale
 of the ADC -> CNN.
 
@@ -8,7 +8,7 @@ Why the isolated-hit filter (after a first 2x max-pool, where it is 5x cheaper):
 pixels lit ~5 % of the pooled map and a student trained at one noise level called every event numu_cc.
 Tracks and showers are connected at the readout pitch; a pixel with no lit neighbour is noise.
 
-Why max-pool first (issue 6): events are sparse (~1% of pixels lit) and tracks are one pixel wide with
+Why max-pool first: events are sparse (~1% of pixels lit) and tracks are one pixel wide with
 ~40 ADC; a strided convolution or an average pool dilutes or skips them, a max-pool keeps every track
 while cutting the pixels (and the compute) by ``pool**2``. The log scale keeps thin tracks (~40 ADC) and
 saturated showers (255) within a factor ~1.5 of each other instead of 6.

@@ -16,7 +16,7 @@ from nudistill.student.models import MBV2_STAGES, StudentConfig, TwoViewStudent
 _REGISTRY: dict[str, Callable[[], dict]] = {}
 
 DEFAULT_STUDENT = "lean_pool4"
-"""The latency-lean default (issue 7's budget: p99 <= 5 ms at 512², batch 1, one thread)."""
+"""The latency-lean default (the online budget: p99 <= 5 ms at 512², batch 1, one thread)."""
 
 LEAN_STAGES = ((1, 16, 1, 1), (4, 24, 2, 2), (4, 32, 2, 2), (4, 64, 2, 2), (4, 96, 1, 1))
 """A shortened MobileNetV2 stage list for the lean students: total stride 16 after the stem."""
@@ -24,7 +24,7 @@ LEAN_STAGES = ((1, 16, 1, 1), (4, 24, 2, 2), (4, 32, 2, 2), (4, 64, 2, 2), (4, 9
 
 def _lean(**changes) -> dict:
     """The lean family: width 0.5, shortened stages, siamese weights, small head; ``changes`` on top."""
-    # meanmax pooling: +0.014 concept macro AUC on 512² simulated events (issue 6 measurement, 4 epochs)
+    # meanmax pooling: +0.014 concept macro AUC on 512² simulated events (bench/distill.py, 4 epochs)
     return dict(width_mult=0.5, stages=LEAN_STAGES, last_channels=256, head_hidden=128, shared=True,
                 global_pool="meanmax", isolated_filter=1) | changes
 
