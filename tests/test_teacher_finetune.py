@@ -123,6 +123,6 @@ def test_cli_init_calibrate_eval(sim_dir, tmp_path, capsys):
     assert json.loads((out / "teacher.json").read_text())["temperature"] == pytest.approx(result["temperature_after"])
     assert main(["teacher", "eval", "--teacher", str(out), "--events", str(sim_dir), "--limit", "8",
                  "--rationales", "2"]) == 0
-    evaluated = json.loads(capsys.readouterr().out)
+    evaluated = json.loads(capsys.readouterr().out.splitlines()[-1])  # after the resolved config's line
     assert 0 <= evaluated["accuracy"] <= 1 and "concept_f1" in evaluated
     assert main(["teacher", "calibrate", "--teacher", str(tmp_path / "none"), "--events", str(sim_dir)]) == 2

@@ -123,7 +123,7 @@ def _option(f: dataclasses.Field, hint: Any, choices: Any, doc: str) -> dict[str
     if choices:
         kw["choices"] = tuple(choices)
         kw.pop("metavar", None)  # argparse then shows {a,b,c}
-    shown = ("required" if default is MISSING else None if default is None
+    shown = ("required" if default is MISSING else None if default is None or default == ""
              else f"default {'on' if default else 'off'}" if kind is bool else f"default {_show(default)}")
     kw["help"] = (doc + (f" ({shown})" if shown else "")).replace("%", "%%")
     return kw

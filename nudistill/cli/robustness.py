@@ -31,7 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     doc = field_docs(RobustnessConfig)["shifts"]
     add_dataclass_arguments(p, RobustnessConfig, overrides={"shifts": {
-        "help": f"{doc} Comma-separated, e.g. 'nominal,gain x2,cosmics' (default: the whole suite, see --list-shifts)"}})
+        "help": f"{doc} Comma-separated, e.g. 'nominal,gain x2,cosmics' (default: the whole suite; --list-shifts)"}})
     p.add_argument("--list-shifts", action="store_true", help="print the suite's shifts with what each does, and exit")
 
 

@@ -29,57 +29,48 @@ def simulate(run: Path, cfg: DemoConfig, done: dict) -> dict:
     sizes = {"train": cfg.events, "calib": cfg.calib_events, "test": cfg.test_events}
     out, start = {}, 0
     for name, n in sizes.items():
-        out[name] = _simulate_set(run / "simulate" / name, SimConfig(n=n, res=cfg.res, seed=cfg.seed, start=start,
-                                                                     rows_per_file=500))
+        out[name] = _simulate_set(SimConfig(n=n, res=cfg.res, seed=cfg.seed, start=start, rows_per_file=500,
+                                            out=str(run / "simulate" / name)))
         start += n
     out["teacher_train"] = out["train"]
     if cfg.train_detector == "randomized":
-        out["teacher_train"] = _simulate_set(run / "simulate" / "train_randomized",
-                                             SimConfig(n=cfg.events, res=cfg.res, seed=cfg.seed, rows_per_file=500,
-                                                       detector="randomized"))
+        out["teacher_train"] = _simulate_set(SimConfig(n=cfg.events, res=cfg.res, seed=cfg.seed, rows_per_file=500,
+                                                       detector="randomized",
+                                                       out=str(run / "simulate" / "train_randomized")))
     return out | {"sizes": sizes}
 
 
-def _simulate_set(path: Path, sim) -> str:
-    from nudistill.simulate import write_dataset
+def _simulate_set(sim) -> str:
+    from nudistill.simulate import run as simulate_run
 
-    write_dataset(sim, path)
-    return str(path)
+    simulate_run(sim)  # `nudistill simulate`'s run: the events and their _simulate.json
+    return str(sim.out)
 
 
 def teacher(run: Path, cfg: DemoConfig, done: dict) -> dict:
     """Build the tiny Mllama teacher and fine-tune it (full, from scratch) on the train set's truth."""
-    from nudistill.teacher.finetune import FinetuneConfig, run_finetune
-    from nudistill.teacher.tiny import build_tiny_teacher
+    from nudistill.teacher.finetune import FinetuneConfig
+    from nudistill.teacher.stages import TeacherInitConfig, finetune_teacher, run_init
 
     base = run / "teacher" / "init"
     if not base.is_dir():  # built aside and renamed, so a kill mid-build leaves no half teacher behind
         tmp = run / "teacher" / "init.partial"
         shutil.rmtree(tmp, ignore_errors=True)
-        build_tiny_teacher(tmp)
+        run_init(TeacherInitConfig(out=str(tmp)))
         tmp.rename(base)
     ft = FinetuneConfig(base=str(base), events=done["simulate"]["teacher_train"], out=str(run / "teacher" / "model"),
                         mode="full", max_steps=cfg.teacher_steps, epochs=1000.0, batch_size=16,
                         vision_warmup=cfg.vision_warmup)
-    result = run_finetune(ft)
+    result = finetune_teacher(ft)
     return {"dir": result.out, "steps": result.steps, "seconds": round(result.seconds, 1),
             "final_loss": result.history[-1].get("loss") if result.history else None}
 
 
 def calibrate(run: Path, cfg: DemoConfig, done: dict) -> dict:
     """Fit the teacher's temperature on the calibration set (Guo et al. 2017); store it in teacher.json."""
-    import dataclasses
+    from nudistill.teacher.stages import CalibrateConfig, calibrate_teacher
 
-    from nudistill.teacher import load_teacher
-    from nudistill.teacher.calibrate import calibrate as fit
-    from nudistill.teacher.data import load_labelled
-
-    t = load_teacher(done["teacher"]["dir"])
-    data = load_labelled(done["simulate"]["calib"], view_size=t.spec.view_size)
-    result = fit(data.y, t.logprobs(data.views), 1.0)
-    t.spec.temperature = result.temperature_after
-    t.spec.save(t.root)
-    out = dataclasses.asdict(result)
+    out = calibrate_teacher(CalibrateConfig(teacher=done["teacher"]["dir"], events=done["simulate"]["calib"]))
     (run / "calibrate").mkdir(parents=True, exist_ok=True)
     (run / "calibrate" / "calibration.json").write_text(json.dumps(out, indent=2))
     return out
@@ -100,9 +91,9 @@ def distill(run: Path, cfg: DemoConfig, done: dict) -> dict:
     """Distil the teacher's soft labels and rationale concepts into the default student."""
     from nudistill.student.config import DistillConfig
     from nudistill.student.registry import DEFAULT_STUDENT
-    from nudistill.student.train import train
+    from nudistill.student.run import run_distill
 
-    result = train(DistillConfig(events=done["simulate"]["train"], labels=done["label"]["dir"],
+    result = run_distill(DistillConfig(events=done["simulate"]["train"], labels=done["label"]["dir"],
                                  out=str(run / "distill"), student=cfg.student or DEFAULT_STUDENT,
                                  epochs=cfg.student_epochs))
     return {"dir": str(run / "distill"), **{k: v for k, v in result.items() if isinstance(v, (int, float, str))}}
