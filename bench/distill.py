@@ -104,7 +104,8 @@ def teacher_concepts(test_events: str, test_labels: str) -> dict | None:
     from nudistill import metrics
     from nudistill.events import concepts_to_multi_hot, resolve_dataset
 
-    labels = resolve_dataset(test_labels).to_table(columns=["event_id", "concepts", "rationale"])
+    labels = resolve_dataset(test_labels, required=("event_id",), what="labels", flag=None).to_table(
+        columns=["event_id", "concepts", "rationale"])
     named = {e: c for e, c, r in zip(*(labels.column(k).to_pylist() for k in ("event_id", "concepts", "rationale")))
              if r is not None}
     if not named:

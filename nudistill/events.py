@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
 
-from nudistill import CLASSES, CONCEPTS
+from nudistill import CLASSES, CONCEPTS, preflight
 from nudistill.errors import UserError
 
 VIEWS: tuple[str, str] = ("xz", "yz")
@@ -185,32 +185,60 @@ def encode_views(views: np.ndarray) -> dict[str, pa.Array]:
     return cols
 
 
-def resolve_dataset(uri: str | os.PathLike | Sequence[str]) -> pads.Dataset:
-    """Open a Parquet dataset from a file, a directory, a glob or a pyarrow filesystem URI (s3://, gs://)."""
+def resolve_dataset(uri: str | os.PathLike | Sequence[str], skip_bad_files: bool = False,
+                    required: Sequence[str] = REQUIRED_COLUMNS, what: str = "events",
+                    flag: str | None = "--skip-bad-files") -> pads.Dataset:
+    """Open a Parquet dataset from a file, a directory, a glob or a pyarrow filesystem URI (s3://, gs://).
+
+    Every file's footer and schema are checked first (:func:`resolve_files`): a file that cannot be read,
+    or that lacks a ``required`` column, is refused in one sentence, or left out with ``skip_bad_files``.
+    """
+    files = resolve_files(uri, skip_bad_files, required, what, flag)
+    return pads.dataset(files.paths, format="parquet", filesystem=files.filesystem)
+
+
+def resolve_files(uri: str | os.PathLike | Sequence[str], skip_bad_files: bool = False,
+                  required: Sequence[str] = REQUIRED_COLUMNS, what: str = "events",
+                  flag: str | None = "--skip-bad-files") -> preflight.Files:
+    """The files of ``uri`` that pass the preflight (footer readable, ``required`` columns of the right
+    type), their row counts from the footers, and the files left out with their reasons. A refusal
+    names ``flag``, the option that skips them (None where the caller offers none)."""
+    fs, infos = _list_files(uri)
+    checks = preflight.check_files(fs, infos, schema_problem, tuple(required))
+    where = str(uri) if not isinstance(uri, (list, tuple)) else f"the {len(uri)} given files"
+    return preflight.select(fs, checks, skip_bad_files, where, what, flag)
+
+
+def _list_files(uri: str | os.PathLike | Sequence[str]) -> tuple[pafs.FileSystem, list[pafs.FileInfo]]:
+    """The filesystem and the file infos (path, size, mtime) of a file, a directory, a glob or a list."""
     if isinstance(uri, (list, tuple)):
-        files = [str(u) for u in uri]
-        fs, _ = _filesystem(files[0])
-        return pads.dataset([_path_in(fs, f) for f in files], format="parquet", filesystem=fs)
+        fs, _ = _filesystem(str(uri[0]))
+        infos = fs.get_file_info([_path_in(fs, str(u)) for u in uri])
+        missing = [i.path for i in infos if i.type != pafs.FileType.File]
+        if missing:
+            raise UserError(f"{missing[0]} does not exist" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+        return fs, infos
     uri = str(uri)
     fs, path = _filesystem(uri)
     if any(ch in path for ch in "*?["):
         base = path[: min(path.find(c) for c in "*?[" if c in path)].rsplit("/", 1)[0] or "/"
         infos = fs.get_file_info(pafs.FileSelector(base, recursive=True))
-        files = sorted(i.path for i in infos if i.type == pafs.FileType.File and fnmatch.fnmatch(i.path, path))
+        files = sorted((i for i in infos if i.type == pafs.FileType.File and fnmatch.fnmatch(i.path, path)),
+                       key=lambda i: i.path)
         if not files:
             raise UserError(f"no files match {uri}")
-        return pads.dataset(files, format="parquet", filesystem=fs)
+        return fs, files
     info = fs.get_file_info(path)
     if info.type == pafs.FileType.NotFound:
         raise UserError(f"{uri} does not exist")
     if info.type == pafs.FileType.Directory:
         infos = fs.get_file_info(pafs.FileSelector(path, recursive=True))
-        files = sorted(i.path for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet")
-                       and not os.path.basename(i.path).startswith(("_", ".")))
+        files = sorted((i for i in infos if i.type == pafs.FileType.File and i.path.endswith(".parquet")
+                        and not os.path.basename(i.path).startswith(("_", "."))), key=lambda i: i.path)
         if not files:
             raise UserError(f"{uri} holds no .parquet files")
-        return pads.dataset(files, format="parquet", filesystem=fs)
-    return pads.dataset(path, format="parquet", filesystem=fs)
+        return fs, files
+    return fs, [info]
 
 
 def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
@@ -230,6 +258,7 @@ def iter_batches(
     columns: Sequence[str] | None = None,
     limit: int | None = None,
     memory_pool: pa.MemoryPool | None = None,
+    skip_bad_files: bool = False,
 ) -> Iterator[pa.RecordBatch]:
     """Stream record batches of at most ``batch_size`` rows; memory stays near one batch, whatever the dataset size.
 
@@ -238,7 +267,7 @@ def iter_batches(
     """
     if batch_size <= 0:
         raise UserError(f"batch size must be positive, got {batch_size}")
-    ds = resolve_dataset(uri)
+    ds = resolve_dataset(uri, skip_bad_files)
     if columns is not None:
         missing = [c for c in columns if c not in ds.schema.names]
         if missing:
@@ -257,24 +286,34 @@ def iter_batches(
         yield batch
 
 
-def count_rows(uri: str | os.PathLike | Sequence[str]) -> int:
+def count_rows(uri: str | os.PathLike | Sequence[str], skip_bad_files: bool = False) -> int:
     """Number of rows in a dataset, from Parquet metadata (no data read)."""
-    return resolve_dataset(uri).count_rows()
+    return sum(resolve_files(uri, skip_bad_files).num_rows)
 
 
 def check_schema(schema: pa.Schema, where: str) -> None:
     """Raise a UserError naming the column when a dataset cannot be contract-1 events at all."""
+    problem = schema_problem(schema)
+    if problem:
+        raise UserError(f"{where}: {problem}")
+
+
+def schema_problem(schema: pa.Schema, required: Sequence[str] = REQUIRED_COLUMNS) -> str | None:
+    """Why a file of this schema cannot serve: ``required`` columns missing or (contract-1 columns) of
+    another type; None when it can."""
+    missing = [c for c in required if c not in schema.names]
+    if missing:
+        return f"missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}"
     for field in EVENT_SCHEMA:
-        if field.name not in schema.names:
-            if field.name == "label":
-                continue
-            raise UserError(f"{where} lacks the column {field.name!r} that contract 1 requires")
+        if field.name not in required:
+            continue
         got = schema.field(field.name).type
         ok = (got == field.type or (field.type == pa.binary() and pa.types.is_large_binary(got))
               or (field.type == pa.string() and pa.types.is_large_string(got))
               or (pa.types.is_integer(field.type) and pa.types.is_integer(got)))
         if not ok:
-            raise UserError(f"{where}: column {field.name!r} has type {got}, contract 1 wants {field.type}")
+            return f"column {field.name} has type {got}, contract 1 wants {field.type}"
+    return None
 
 
 def concepts_to_multi_hot(concept_lists: Sequence[Sequence[str] | None]) -> np.ndarray:
@@ -298,14 +337,15 @@ class LabelledEvents:
     skipped: dict[str, int]  # rows left out, by reason code (contract-1 reasons, "no_label", "other_shape")
 
 
-def read_labelled(uri, limit: int | None = None, extra: Sequence[str] = (), batch_size: int = 256) -> LabelledEvents:
+def read_labelled(uri, limit: int | None = None, extra: Sequence[str] = (), batch_size: int = 256,
+                  skip_bad_files: bool = False) -> LabelledEvents:
     """Rows of ``uri`` (the first ``limit``) that hold contract 1 and carry a label; ``extra`` columns ride along.
 
     The first valid event fixes the resolution: rows of another H×W are skipped (counted as
     ``other_shape``), because one array and one model take one size. Needs no truth column but ``label``.
     """
     views, rows, skipped, validate, shape = [], [], {}, Validator(), None
-    for batch in iter_batches(uri, batch_size=batch_size, limit=limit):
+    for batch in iter_batches(uri, batch_size=batch_size, limit=limit, skip_bad_files=skip_bad_files):
         ok, errors = validate(batch)
         for e in errors:
             skipped[e.reason] = skipped.get(e.reason, 0) + 1

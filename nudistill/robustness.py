@@ -81,6 +81,8 @@ class RobustnessConfig:
     """Events per model call."""
     threads: int | None = None
     """Intra-op threads of ONNX Runtime and PyTorch (None: 1 for ONNX, PyTorch's own default)."""
+    skip_bad_files: bool = False
+    """Go on without input files that cannot be read as events; else refuse, naming them."""
 
     def __post_init__(self):
         if isinstance(self.shifts, str):
@@ -220,7 +222,7 @@ def run_robustness(cfg: RobustnessConfig) -> dict:
     """Score ``cfg.model`` on every shift in ``cfg.shifts``; write robustness.json/.md in ``cfg.out``; return the JSON."""
     out = Path(cfg.out)
     save_config(cfg, out / "robustness_config.json")
-    data = read_labelled(cfg.events, limit=cfg.limit)
+    data = read_labelled(cfg.events, limit=cfg.limit, skip_bad_files=cfg.skip_bad_files)
     if data.skipped:
         log.warning("%d event rows were skipped (%s)", sum(data.skipped.values()),
                     ", ".join(f"{n} {r}" for r, n in sorted(data.skipped.items())))

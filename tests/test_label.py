@@ -212,6 +212,24 @@ def test_corrupt_rows_and_a_poison_row_are_reported_and_the_job_succeeds(ray_hea
                                            "duplicate_id": 5, "quarantined": 1}
 
 
+def test_bad_files_are_refused_in_one_sentence_or_skipped_and_listed(ray_head, tiny_teacher, tmp_path):
+    from test_preflight import OTHER, TRUNCATED, write_bad_dir
+
+    events, out = write_bad_dir(tmp_path / "ev"), tmp_path / "labels"
+    refused = _label_cli(events, tiny_teacher, out, ray_head[0], wait=False)
+    output, _ = refused.communicate(timeout=300)
+    assert refused.returncode == 2 and "Traceback" not in output, output[-3000:]
+    assert [line for line in output.splitlines() if "error:" in line] == [output.strip().splitlines()[-1]]
+    assert TRUNCATED in output and OTHER in output and "--skip-bad-files" in output and not out.exists()
+
+    _label_cli(events, tiny_teacher, out, ray_head[0], "--skip-bad-files", "--batch-size", "4")
+    summary = json.loads((out / "summary.json").read_text())
+    assert {Path(f["path"]).name: f["reason"] for f in summary["files_skipped"]} == {
+        TRUNCATED: "not a Parquet file (truncated?)", OTHER: "missing columns height, width"}
+    assert summary["events_in"] == 12 == summary["ok"] + summary["errors"] == summary["rows_out"]
+    assert summary["missing"] == summary["duplicates"] == 0
+
+
 def test_a_directory_of_another_teacher_is_refused(tiny_teacher, tmp_path):
     from nudistill.label.pipeline import run_label
     from nudistill.teacher.spec import TeacherSpec
@@ -223,8 +241,9 @@ def test_a_directory_of_another_teacher_is_refused(tiny_teacher, tmp_path):
     spec.save(other)
     out = tmp_path / "labels"
     OutputDir(str(out)).claim("0123456789abcdef", {})
+    pq.write_table(simulate_table(2, res=32), tmp_path / "ev.parquet")
     with pytest.raises(UserError, match="holds labels from teacher 0123456789abcdef"):
-        run_label(LabelConfig(events=str(tmp_path), teacher=str(other), out=str(out)))
+        run_label(LabelConfig(events=str(tmp_path / "ev.parquet"), teacher=str(other), out=str(out)))
 
 
 def test_cluster_yaml_validates_against_rays_schema():

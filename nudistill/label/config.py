@@ -37,6 +37,8 @@ class LabelConfig:
     """Process deaths tolerated on one batch, then on one row, before the row is quarantined."""
     no_progress_timeout_s: float = 900.0
     """Fail the run (resumable) when nothing progresses for this long."""
+    skip_bad_files: bool = False
+    """Label the other files when some cannot be read as events (summary.json lists them); else refuse."""
     fault_poison_event: str | None = None
     """Test-only fault hook: the actor process exits when it scores this event id. Off by default."""
 

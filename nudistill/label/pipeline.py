@@ -13,12 +13,13 @@ from collections import Counter
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import ray
 from ray.data import ActorPoolStrategy, DataContext, Datasink
 
 from nudistill.config import config_dict
 from nudistill.errors import UserError
-from nudistill.events import reason_of, resolve_dataset
+from nudistill.events import reason_of, resolve_files
 from nudistill.label.actor import BUSY, REPLICA, ROW, LabelActor, prefilter
 from nudistill.label.config import LabelConfig
 from nudistill.label.outdir import OutputDir
@@ -98,11 +99,12 @@ def _resources(cfg: LabelConfig) -> tuple[float, int]:
     return cpus, max(1, int(cpus))
 
 
-def _block_bytes(source, cfg: LabelConfig) -> int:
+def _block_bytes(files, cfg: LabelConfig) -> int:
     """Target block size in bytes: ~4 blocks per replica, between 2 batches and MAX_BLOCK_ROWS events."""
-    n = source.count_rows()
+    n = sum(files.num_rows)
     n = min(n, cfg.max_events or n)
-    first = next(source.to_batches(columns=["height", "width"], batch_size=1), None)
+    first_file = pq.ParquetFile(files.paths[0], filesystem=files.filesystem)
+    first = next(first_file.iter_batches(batch_size=1, columns=["height", "width"]), None)
     event_bytes = 2 * int(first.column("height")[0].as_py() * first.column("width")[0].as_py()) if first else 1
     rows = int(min(MAX_BLOCK_ROWS, max(2 * cfg.batch_size, n // (4 * cfg.replicas))))
     return max(rows * event_bytes, 64 * 1024)
@@ -113,10 +115,10 @@ def run_label(cfg: LabelConfig) -> dict:
     from nudistill.teacher.loading import teacher_id_of
 
     t0 = time.perf_counter()
+    source = resolve_files(cfg.events, cfg.skip_bad_files)  # every footer read; bad files refused or left out
     teacher_id = teacher_id_of(cfg.teacher, cfg.quantize, cfg.adapter)
     out = OutputDir(cfg.out)
     out.claim(teacher_id, {"teacher": cfg.teacher, "events": cfg.events, "config": config_dict(cfg)})
-    source = resolve_dataset(cfg.events)
     done = out.committed_rows()
 
     ensure_ray()
@@ -125,7 +127,7 @@ def run_label(cfg: LabelConfig) -> dict:
     ctx.target_max_block_size = _block_bytes(source, cfg)  # blocks small enough that every replica gets work
     if cfg.max_events:
         ctx.execution_options.preserve_order = True  # the same first N rows on every rerun
-    ds = ray.data.read_parquet(source.files, filesystem=source.filesystem, include_row_hash=True)
+    ds = ray.data.read_parquet(source.paths, filesystem=source.filesystem, include_row_hash=True)
     if cfg.max_events:
         ds = ds.limit(cfg.max_events)
     n_in, dup_winner = _plan(ds)
@@ -136,7 +138,8 @@ def run_label(cfg: LabelConfig) -> dict:
     with drop_known_lines():
         _execute(ds, cfg, done, dup_winner, sink, threads, cpus)
     return summarise(cfg, out, n_in, teacher_id, processed=sum(sink.replicas.values()),
-                     wall_s=time.perf_counter() - t0, replicas=sink.replicas, busy=sink.busy)
+                     wall_s=time.perf_counter() - t0, replicas=sink.replicas, busy=sink.busy,
+                     files_skipped=source.skipped_records())
 
 
 def _execute(ds, cfg: LabelConfig, done, dup_winner, sink: LabelSink, threads: int, cpus: float) -> None:
@@ -153,7 +156,7 @@ def _execute(ds, cfg: LabelConfig, done, dup_winner, sink: LabelSink, threads: i
 
 
 def summarise(cfg: LabelConfig, out: OutputDir, n_in: int, teacher_id: str, processed: int, wall_s: float,
-              replicas: Counter, busy: Counter) -> dict:
+              replicas: Counter, busy: Counter, files_skipped: list[dict]) -> dict:
     """Reconcile the committed output against the input, write summary.json, print one line."""
     table = out.committed(["status", "source_row"])
     statuses = table.column("status").to_pylist()
@@ -168,11 +171,13 @@ def summarise(cfg: LabelConfig, out: OutputDir, n_in: int, teacher_id: str, proc
                          "events_per_busy_s": round(n / busy[r], 2) if busy[r] else None}
                      for r, n in sorted(replicas.items())},
         "events": cfg.events, "out": cfg.out,
+        "files_skipped": files_skipped,  # unreadable or nonconforming input files: their events are not in events_in
     }
     out.write_summary(summary)
     say(f"labelled {summary['ok']} of {n_in} events ok, {summary['errors']} errors "
         f"{dict(reasons) if reasons else ''} in {wall_s:.1f} s ({summary['events_per_s']} events/s this run, "
-        f"{processed} processed, {n_in - processed} resumed); teacher {teacher_id} -> {cfg.out}")
+        f"{processed} processed, {n_in - processed} resumed); teacher {teacher_id} -> {cfg.out}"
+        + (f"; {len(files_skipped)} bad input file(s) skipped, listed in summary.json" if files_skipped else ""))
     if summary["missing"] or summary["duplicates"]:
         raise UserError(f"the output holds {summary['missing']} missing and {summary['duplicates']} duplicated "
                         f"events; rerun the same command to finish (finished work is kept)")

@@ -61,6 +61,8 @@ class DistillConfig:
     """Cap on optimiser steps per epoch (0 = one pass over the training split)."""
     resume: bool = True
     """Continue from out/last/ when it exists."""
+    skip_bad_files: bool = False
+    """Go on without input files that cannot be read as events; else refuse, naming them."""
     threads: int | None = None
     """torch CPU threads (None: torch's default in one process, 1 per Ray Train worker, its CPU reservation)."""
 

@@ -48,7 +48,7 @@ class LabelIndex:
     @classmethod
     def read(cls, uri) -> "LabelIndex":
         """Load the label columns of a contract-2 dataset (file, directory or glob)."""
-        ds = resolve_dataset(uri)
+        ds = resolve_dataset(uri, required=(), what="labels (contract 2)", flag=None)  # columns checked below
         missing = [c for c in LABEL_COLUMNS if c not in ds.schema.names]
         if missing:
             raise UserError(f"labels {uri} lack the column(s) {', '.join(missing)} (contract 2)")
@@ -83,6 +83,7 @@ class DataSpec:
     height: int = 0
     width: int = 0
     read_batch: int = 256
+    skip_bad_files: bool = False
 
 
 @dataclass
@@ -104,7 +105,8 @@ def survey(spec: DataSpec, index: LabelIndex | None) -> Survey:
     counts: Counter = Counter()
     shape, missing = None, []
     n_train = n_val = 0
-    for batch in iter_batches(spec.events, spec.read_batch, columns=["event_id", "height", "width"]):
+    for batch in iter_batches(spec.events, spec.read_batch, columns=["event_id", "height", "width"],
+                              skip_bad_files=spec.skip_bad_files):
         ids = batch.column("event_id").to_pylist()
         hs, ws = batch.column("height").to_pylist(), batch.column("width").to_pylist()
         for eid, h, w in zip(ids, hs, ws):
@@ -171,7 +173,7 @@ class DistillDataset(torch.utils.data.IterableDataset):
         spec, want_val = self.spec, self.split == "val"
         validator = Validator((spec.height, spec.width) if spec.height else None)
         i = -1
-        for batch in iter_batches(spec.events, spec.read_batch):
+        for batch in iter_batches(spec.events, spec.read_batch, skip_bad_files=spec.skip_bad_files):
             ok, errors = validator(batch)
             self.counts["invalid_rows"] += len(errors)
             rows = self._rows(batch, ok, want_val)

@@ -74,7 +74,8 @@ def open_model(path: str | Path, threads: int = 1):
     raise UserError(f"{path} is neither a student checkpoint directory nor an .onnx file")
 
 
-def collect(predict, events, labels=None, batch_size: int = 64, limit: int | None = None) -> dict:
+def collect(predict, events, labels=None, batch_size: int = 64, limit: int | None = None,
+            skip_bad_files: bool = False) -> dict:
     """Stream ``events`` through ``predict`` at each resolution; return stacked arrays and skip counts."""
     index = None
     if labels:
@@ -86,7 +87,8 @@ def collect(predict, events, labels=None, batch_size: int = 64, limit: int | Non
                                             *(f"{r}_concepts" for r in RESOLUTIONS))}
     counts: Counter = Counter()
     first = True
-    for batch in progress(iter_batches(events, batch_size, limit=limit), desc="evaluate", unit="batch"):
+    for batch in progress(iter_batches(events, batch_size, limit=limit, skip_bad_files=skip_bad_files),
+                          desc="evaluate", unit="batch"):
         if first:
             _check_resolution(batch, predict, events)
             first = False
@@ -165,10 +167,10 @@ def summarise(arrays: dict) -> dict:
 
 
 def evaluate(model: str | Path, events, labels=None, batch_size: int = 64, limit: int | None = None,
-             threads: int = 1) -> dict:
+             threads: int = 1, skip_bad_files: bool = False) -> dict:
     """Evaluate ``model`` on ``events``; return the JSON-ready report."""
     predict = open_model(model, threads)
-    got = collect(predict, events, labels, batch_size, limit)
+    got = collect(predict, events, labels, batch_size, limit, skip_bad_files)
     return {"model": str(model), **predict.meta, "events": str(events), "labels": str(labels) if labels else None,
             "counts": got["counts"], **summarise(got["arrays"])}
 
@@ -191,6 +193,8 @@ class EvaluateConfig:
     """Evaluate only the first N events (None: all)."""
     threads: int = 1
     """onnxruntime intra-op threads for an .onnx model."""
+    skip_bad_files: bool = False
+    """Go on without input files that cannot be read as events; else refuse, naming them."""
 
     def __post_init__(self):
         for flag, value in (("--batch-size", self.batch_size), ("--threads", self.threads), ("--limit", self.limit)):
@@ -203,7 +207,8 @@ def run_evaluate(cfg: EvaluateConfig) -> dict:
     from nudistill.config import config_dict
 
     report = {"config": config_dict(cfg),
-              **evaluate(cfg.model, cfg.events, cfg.labels, cfg.batch_size, cfg.limit, cfg.threads)}
+              **evaluate(cfg.model, cfg.events, cfg.labels, cfg.batch_size, cfg.limit, cfg.threads,
+                         cfg.skip_bad_files)}
     out = Path(cfg.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")

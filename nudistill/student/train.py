@@ -77,7 +77,8 @@ def train_loop(config: dict, hooks: Hooks) -> dict:
     torch.manual_seed(cfg.seed)
     device = hooks.device(cfg)
     index = LabelIndex.read(cfg.labels) if cfg.labels else None
-    spec = DataSpec(cfg.events, cfg.labels, cfg.hard_labels, cfg.concept_source, cfg.val_fraction)
+    spec = DataSpec(cfg.events, cfg.labels, cfg.hard_labels, cfg.concept_source, cfg.val_fraction,
+                    skip_bad_files=cfg.skip_bad_files)
     sv = survey(spec, index)
     spec.height, spec.width = sv.height, sv.width
     model = create_student(cfg.student, **{**cfg.student_overrides, "height": sv.height, "width": sv.width})
