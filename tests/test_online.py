@@ -356,3 +356,20 @@ def test_export_writes_the_certificate_into_what_it_ships(tmp_path):
         assert cert["calls"] == 30 and len(cert["samples_ms"]) == 30 and not cert["imports_torch"]
     assert Scorer(out).path == optimized_path(out)  # the rewritten optimised graph is still the newer file
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "model.opt.onnx"]
+
+
+def test_the_shipping_report_reads_the_certificate_the_model_carries(tmp_path, monkeypatch):
+    """The cluster report never times the model in its torch-loaded process: it reads the shipped certificate."""
+    import torch
+
+    from nudistill.export.pipeline import write_model
+    from nudistill.online import latency
+    from nudistill.report.shipping import shipped_certificate
+    from nudistill.student import create_student
+
+    torch.manual_seed(0)
+    student = create_student("lean_pool4", height=RES, width=RES, pool=1).eval()
+    shipped = write_model(student, tmp_path / "model.onnx", "t", {"latency": None}, latency_calls=25)
+    monkeypatch.setattr(latency, "certify", lambda *a, **k: pytest.fail("re-measured a certified model"))
+    cert = shipped_certificate(shipped)
+    assert cert["calls"] == 25 and len(cert["samples_ms"]) == 25
