@@ -24,7 +24,7 @@ from nudistill.cli.dataclass_args import field_default
 
 REPO = Path(__file__).resolve().parents[1]
 CLI_ONLY = {"help", "config", "list_shifts"}  # options that are no config field: --help, --config, --list-shifts
-STAGES = {"simulate", "label", "distill", "evaluate", "robustness", "export", "demo",
+STAGES = {"simulate", "label", "distill", "evaluate", "robustness", "export", "score", "demo",
           "teacher init", "teacher finetune", "teacher calibrate", "teacher eval"}
 
 
@@ -67,7 +67,7 @@ def test_every_stage_cli_takes_its_defaults_and_choices_from_its_config():
             want = _choices(cls, f)
             got_choices = None if actions[name].choices is None else tuple(actions[name].choices)
             assert got_choices == want, f"{verb} {name}: CLI choices {got_choices}, config choices {want}"
-            assert actions[name].help and len(actions[name].help) > 5, f"{verb} {name}: no help"
+            assert actions[name].help and len(actions[name].help) > 10, f"{verb} {name}: no help"
     assert STAGES <= seen, f"stages without a config-built CLI: {sorted(STAGES - seen)}"
 
 

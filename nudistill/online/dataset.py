@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from nudistill.errors import UserError
 from nudistill.events import Validator, check_schema, decode_views, iter_batches, resolve_dataset
 from nudistill.log import get_logger, progress
 from nudistill.online.scorer import Scorer
@@ -105,3 +107,41 @@ def score_dataset(model: str | Path, events: str, out: str | Path, batch_size: i
         log.warning("bad row %s", line)
     return {"events": rows, "scored": rows - sum(reasons.values()), "errors": dict(reasons),
             "error_examples": examples, "model": str(scorer.path), "out": str(out)}
+
+
+@dataclass
+class ScoreConfig:
+    """Score an events dataset of any size with a shipped model, one output row per event (``nudistill score``)."""
+
+    model: str
+    """A contract-3 ONNX model (model.opt.onnx beside it is used when present)."""
+    events: str
+    """Events: a Parquet file, directory, glob or URI (s3://, gs://)."""
+    out: str = "scores.parquet"
+    """Parquet file to write; the resolved config goes beside it as _<name>.config.json."""
+    batch_size: int = 64
+    """Events per inference batch."""
+    threads: int = 1
+    """onnxruntime intra-op threads."""
+    limit: int | None = None
+    """Score only the first N rows (None: all)."""
+
+    def __post_init__(self):
+        for flag, value in (("--batch-size", self.batch_size), ("--threads", self.threads), ("--limit", self.limit)):
+            if value is not None and value < 1:
+                raise UserError(f"{flag} must be at least 1, got {value}")
+
+
+def run_score(cfg: ScoreConfig) -> dict:
+    """Score ``cfg.events`` into ``cfg.out`` and write the config beside it (an underscore name, which dataset
+    readers skip); return the summary. A model file that breaks contract 3 is a UserError."""
+    import dataclasses
+    import json
+
+    try:
+        summary = score_dataset(cfg.model, cfg.events, cfg.out, cfg.batch_size, cfg.threads, cfg.limit)
+    except ValueError as exc:  # the scorer's contract checks on the model file
+        raise UserError(str(exc)) from None
+    out = Path(cfg.out)
+    (out.parent / f"_{out.stem}.config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+    return summary
