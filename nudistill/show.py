@@ -6,6 +6,7 @@ Run: ``nudistill show events/ --n 8 --out events.png``
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,32 @@ def plot_views(ax_xz, ax_yz, views: np.ndarray, title: str = "") -> None:
         ax.set_ylabel(f"{name[0].lower()} [px]", fontsize=7)
         ax.tick_params(labelsize=6)
         ax.set_title(f"{name}  {title}", fontsize=7, loc="left")
+
+
+@dataclass
+class ShowConfig:
+    """Render events (XZ and YZ, log colour scale, label and concepts) to a PNG (``nudistill show``)."""
+
+    events: str
+    """Events: a Parquet file, directory, glob or URI (s3://, gs://)."""
+    out: str = "events.png"
+    """PNG file to write."""
+    n: int = 8
+    """Number of events to draw."""
+    start: int = 0
+    """Skip this many valid events first."""
+    cols: int = 2
+    """Events per row of the grid."""
+
+    def __post_init__(self):
+        for flag, value, least in (("--n", self.n, 1), ("--start", self.start, 0), ("--cols", self.cols, 1)):
+            if value < least:
+                raise UserError(f"{flag} must be at least {least}, got {value}")
+
+
+def run(cfg: ShowConfig) -> Path:
+    """``nudistill show``: the grid of :func:`render` for ``cfg``."""
+    return render(cfg.events, cfg.out, n=cfg.n, start=cfg.start, cols=cfg.cols)
 
 
 def render(uri: str, out: str | Path, n: int = 8, start: int = 0, cols: int = 2) -> Path:

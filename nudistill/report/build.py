@@ -8,6 +8,7 @@ a missing piece leaves its section out with a note instead of failing the report
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -137,3 +138,20 @@ def _markdown(run: Path, figs: dict, summary: dict, metrics: dict, under: dict[s
             lines += [under[title]]
     lines += ["Classes are in contract order: " + ", ".join(CLASSES) + ".", ""]
     return "\n".join(lines)
+
+
+@dataclass
+class ReportConfig:
+    """Draw a run's figures and write RUN/report/report.md (``nudistill report``)."""
+
+    run_dir: str
+    """A run directory made by `nudistill demo` or ray_jobs/distill_and_export.py."""
+
+
+def run_report(cfg: ReportConfig) -> Path:
+    """Write the report of ``cfg.run_dir`` and its config as RUN/report/report_config.json; return report.md."""
+    from nudistill.config import save_config
+
+    path = write_report(cfg.run_dir)
+    save_config(cfg, path.parent / "report_config.json")
+    return path
