@@ -1,13 +1,15 @@
-"""Typed stage configs: JSON round trip next to a stage's outputs (STYLE 2)."""
+"""The resolved config of a stage as JSON, written next to its outputs (STYLE 2).
+
+The configs themselves live with their stages (``SimConfig`` in simulate.py, ``DistillConfig`` in
+student/config.py, ...); ``nudistill.cli.dataclass_args`` builds each verb's options from them.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any, TypeVar
-
-T = TypeVar("T")
+from typing import Any
 
 
 def config_dict(cfg: Any) -> dict[str, Any]:
@@ -25,10 +27,3 @@ def save_config(cfg: Any, path: str | Path) -> Path:
     path.write_text(json.dumps(config_dict(cfg), indent=2, sort_keys=True) + "\n")
     return path
 
-
-def from_namespace(cls: type[T], ns: Any, **extra: Any) -> T:
-    """Build dataclass ``cls`` from the argparse namespace fields it declares, plus ``extra``."""
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    values = {k: v for k, v in vars(ns).items() if k in names and v is not None}
-    values.update(extra)
-    return cls(**values)

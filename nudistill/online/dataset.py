@@ -135,13 +135,12 @@ class ScoreConfig:
 def run_score(cfg: ScoreConfig) -> dict:
     """Score ``cfg.events`` into ``cfg.out`` and write the config beside it (an underscore name, which dataset
     readers skip); return the summary. A model file that breaks contract 3 is a UserError."""
-    import dataclasses
-    import json
+    from nudistill.config import save_config
 
     try:
         summary = score_dataset(cfg.model, cfg.events, cfg.out, cfg.batch_size, cfg.threads, cfg.limit)
     except ValueError as exc:  # the scorer's contract checks on the model file
         raise UserError(str(exc)) from None
     out = Path(cfg.out)
-    (out.parent / f"_{out.stem}.config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2) + "\n")
+    save_config(cfg, out.parent / f"_{out.stem}.config.json")
     return summary
