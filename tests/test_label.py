@@ -56,8 +56,21 @@ def ray_head():
     try:
         yield f"127.0.0.1:{port}", f"http://127.0.0.1:{dash}"
     finally:
-        subprocess.run([BIN / "ray", "stop", "--force"], env=env, capture_output=True, timeout=120)
+        _stop_own_ray(temp)
         subprocess.run(["rm", "-rf", temp])
+
+
+def _stop_own_ray(temp: str) -> None:
+    """Stop the processes of the head started on ``temp`` only (`ray stop` would stop every Ray on the
+    machine, other people's included): those whose command line names its temp dir or session."""
+    import psutil
+
+    own = [p for p in psutil.process_iter(["cmdline"]) if temp in " ".join(p.info["cmdline"] or [])]
+    for p in own:
+        p.terminate()
+    _, alive = psutil.wait_procs(own, timeout=20)
+    for p in alive:
+        p.kill()
 
 
 @pytest.fixture(scope="module")
