@@ -91,7 +91,7 @@ class SimConfig:
             raise UserError(f"--res must be at least 16 pixels, got {self.res}")
         for flag, value in (("--cc-fraction", self.cc_fraction), ("--nue-fraction-of-cc", self.nue_fraction_of_cc)):
             if not 0.0 <= value <= 1.0:
-                raise UserError(f"{flag} must lie between 0 and 1, got {value}")
+                raise UserError(f"{flag}: class fractions must lie between 0 and 1, got {value}")
         if self.pitch_cm <= 0:
             raise UserError(f"--pitch must be positive, got {self.pitch_cm}")
         if self.rows_per_file <= 0:
