@@ -81,6 +81,44 @@ def test_a_saved_config_reruns_with_flags_overriding_it(tmp_path):
     assert b == a | {"out": str(tmp_path / "b")}
 
 
+@dataclasses.dataclass
+class _Toy:
+    """Every kind of field the generator knows."""
+
+    name: str
+    """A required string."""
+    mode: typing.Literal["a", "b"] = "a"
+    """A choice from a Literal."""
+    tags: list[str] = dataclasses.field(default_factory=lambda: ["x"])
+    """Comma-separated names."""
+    extra: dict = dataclasses.field(default_factory=dict)
+    """KEY=VALUE pairs."""
+    fast: bool = True
+    """An on/off switch."""
+    limit: int | None = None
+    """An optional whole number."""
+
+
+def test_generated_options_convert_every_kind_of_field(tmp_path, capsys):
+    from nudistill.cli.dataclass_args import add_dataclass_arguments, config_from_args, parse_args
+    from nudistill.errors import UserError
+
+    parser = add_dataclass_arguments(argparse.ArgumentParser(), _Toy)
+    argv = ["--name", "n", "--mode", "b", "--tags", "p, q", "--extra", "k=1.5", "--extra", "s=text", "--no-fast",
+            "--limit", "7"]
+    cfg = config_from_args(_Toy, parse_args(parser, argv))
+    assert cfg == _Toy("n", "b", ["p", "q"], {"k": 1.5, "s": "text"}, False, 7)
+    assert config_from_args(_Toy, parse_args(parser, ["--name", "n"])) == _Toy("n")  # defaults untouched
+    (tmp_path / "c.json").write_text(json.dumps(dataclasses.asdict(cfg) | {"derived": 1}))
+    assert config_from_args(_Toy, parse_args(parser, ["--config", str(tmp_path / "c.json"), "--fast"])) == \
+        dataclasses.replace(cfg, fast=True)
+    with pytest.raises(UserError, match="--name is required"):
+        config_from_args(_Toy, parse_args(parser, []))
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--name", "n", "--limit", "seven"])
+    assert "'seven' is not a whole number" in capsys.readouterr().err
+
+
 def _printed_config(stdout: str) -> dict:
     line = next(x for x in stdout.splitlines() if x.startswith("distill config: "))
     return json.loads(line.removeprefix("distill config: "))

@@ -188,8 +188,15 @@ def parse_args(parser: argparse.ArgumentParser, argv: list[str] | None = None) -
     args = parser.parse_args(argv)
     path = getattr(args, "config", None)
     if path:
-        args._parser.set_defaults(**read_config_file(path, args._config_cls))
-        args = parser.parse_args(argv)
+        verb = args._parser
+        saved = dict(verb._defaults), {a: a.default for a in verb._actions}
+        verb.set_defaults(**read_config_file(path, args._config_cls))
+        try:
+            args = parser.parse_args(argv)
+        finally:  # the file's values were this parse's defaults only
+            verb._defaults = saved[0]
+            for action, default in saved[1].items():
+                action.default = default
     return args
 
 
