@@ -88,6 +88,8 @@ def test_onnx_holds_contract_3(demo_run):
     assert json.loads(meta["classes"]) == list(CLASSES) and json.loads(meta["concepts"]) == list(CONCEPTS)
     assert {"height", "width", "teacher", "student", "metrics", "nudistill_version", "created"} <= set(meta)
     assert [i.name for i in sess.get_inputs()] == ["xz", "yz"] and [o.name for o in sess.get_outputs()] == ["probs", "concepts"]
+    latency = json.loads(meta["metrics"])["latency"]  # contract 3: every shipped model carries its certificate
+    assert latency and latency["p99_ms"] >= latency["p50_ms"] > 0 and len(latency["samples_ms"]) >= 100
 
 
 def test_report_has_every_figure(demo_run):
@@ -107,5 +109,8 @@ def test_final_json_is_sane(demo_run):
     for key in ("teacher_accuracy", "student_accuracy", "teacher_accuracy_half", "student_accuracy_half",
                 "teacher_auc", "student_auc", "agreement"):
         assert 0.0 <= s[key] <= 1.0, key
+    # a student at chance (1/3) or one that ignores its teacher must fail here, not only a broken file
+    assert s["student_accuracy"] >= 0.5 and s["student_auc"] >= 0.75, s
+    assert s["agreement"] >= 0.55 and s["teacher_accuracy"] >= 0.55, s
     assert 0 < s["student_p50_ms"] <= s["student_p99_ms"]
     assert s["teacher_events_per_s"] > 0 and s["speedup_per_event"] > 1
