@@ -24,7 +24,7 @@ from nudistill.cli.dataclass_args import field_default
 
 REPO = Path(__file__).resolve().parents[1]
 CLI_ONLY = {"help", "config", "list_shifts"}  # options that are no config field: --help, --config, --list-shifts
-STAGES = {"simulate", "show", "label", "distill", "evaluate", "robustness", "export", "score", "report", "demo",
+STAGES = {"simulate", "show", "label", "distill", "evaluate", "robustness", "export", "bench", "score", "report", "demo",
           "teacher init", "teacher finetune", "teacher calibrate", "teacher eval"}
 
 
