@@ -126,10 +126,14 @@ def _check_contract(out: Path, events) -> pa.Table:
 def test_ray_job_submit_labels_every_event(ray_head, tiny_teacher, tmp_path):
     write_dataset(SimConfig(n=96, res=64, seed=1, rows_per_file=48), tmp_path / "ev", progress_bar=False)
     out = tmp_path / "labels"
-    res = subprocess.run([BIN / "ray", "job", "submit", "--address", ray_head[1], "--working-dir", str(REPO), "--",
-                          "python", "ray_jobs/label_dataset.py", "--events", str(tmp_path / "ev"), "--teacher",
-                          str(tiny_teacher), "--out", str(out), "--replicas", "1", "--rationale", "fraction:0.2"],
-                         env=_env(), capture_output=True, text=True, timeout=600, cwd=REPO)
+    cmd = [BIN / "ray", "job", "submit", "--address", ray_head[1], "--working-dir", str(REPO), "--",
+           "python", "ray_jobs/label_dataset.py", "--events", str(tmp_path / "ev"), "--teacher",
+           str(tiny_teacher), "--out", str(out), "--replicas", "1", "--rationale", "fraction:0.2"]
+    for _ in range(24):  # a fresh head takes a while to register its job agent; until then nothing is submitted
+        res = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600, cwd=REPO)
+        if "No available agent to submit job" not in res.stdout + res.stderr:
+            break
+        time.sleep(5)
     assert res.returncode == 0 and "succeeded" in res.stdout + res.stderr, (res.stdout + res.stderr)[-3000:]
     table = _check_contract(out, tmp_path / "ev")
     assert set(table.column("status").to_pylist()) == {"ok"}
@@ -292,3 +296,85 @@ def test_distill_and_export_job_submit_gives_a_verified_model(ray_head, tmp_path
     evaluation = json.loads((out / "evaluation.json").read_text())
     assert 0.0 <= evaluation["full"]["accuracy"] <= 1.0 and 0.0 <= evaluation["half"]["accuracy"] <= 1.0
     assert (out / "latency.png").stat().st_size > 5000 and "p99 ms" in (out / "report.md").read_text()
+
+
+# ---- planning in bounded memory (no cluster) ------------------------------------------------------
+def _id_files(tmp_path: Path, ids_per_file: list[list[str | None]], row_group: int = 4):
+    from nudistill.events import resolve_files
+
+    d = tmp_path / "ids"
+    d.mkdir()
+    for k, ids in enumerate(ids_per_file):
+        t = simulate_table(len(ids), res=16, seed=k).set_column(0, "event_id", pa.array(ids, pa.string()))
+        pq.write_table(t, d / f"part-{k}.parquet", row_group_size=row_group)
+    return resolve_files(str(d))
+
+
+def test_row_hashes_are_ray_datas_and_name_their_file_and_row(tmp_path):
+    from ray.data._internal.datasource_v2.common.synthesized_columns import _compute_row_hashes
+
+    from nudistill.label.plan import Locator, row_hashes
+
+    paths = [str(tmp_path / f"f{k}.parquet") for k in range(3)]
+    for p in paths:
+        np.testing.assert_array_equal(row_hashes(p, 5, 50), _compute_row_hashes(p, 5, 45))
+    which, idx = Locator(paths, [100, 100, 100]).locate(np.concatenate([row_hashes(paths[2], 7, 9),
+                                                                         row_hashes(paths[0], 100, 101)]))
+    assert which.tolist() == [2, 2, -1] and idx[:2].tolist() == [7, 8]
+
+
+def test_duplicate_rows_agree_with_a_dict_in_any_number_of_buckets(tmp_path, monkeypatch):
+    from nudistill.label import plan as plan_mod
+    from nudistill.label.plan import row_hashes
+
+    ids = [["a", "b", "c", None, "a"], ["c", "d", None, "b", "e", "c"]]
+    files = _id_files(tmp_path, ids)
+    first: dict[str, int] = {}
+    rows = []
+    for path, file_ids in zip(files.paths, ids):
+        for eid, row in zip(file_ids, row_hashes(path, 0, len(file_ids))):
+            rows.append((eid, int(row)))
+            if eid is not None:
+                first[eid] = min(first.get(eid, int(row)), int(row))
+    expected = sorted(r for eid, r in rows if eid is not None and first[eid] != r)
+    for bucket_rows in (1_000_000, 3):
+        monkeypatch.setattr(plan_mod, "BUCKET_ROWS", bucket_rows)
+        assert plan_mod.duplicate_rows(files).tolist() == expected
+    assert len(expected) == 4
+
+
+def test_plan_skips_finished_files_unread_and_committed_row_groups(tmp_path):
+    from nudistill.label.plan import Locator, plan, row_hashes
+    from nudistill.labels import error_rows
+
+    files = _id_files(tmp_path, [[f"a{i}" for i in range(10)], [f"b{i}" for i in range(10)]])
+    out = OutputDir(str(tmp_path / "labels"))
+    out.claim("t", {})
+    p = plan(files, out)
+    assert (p.n_in, p.committed, p.rows_to_read, len(p.units)) == (20, 0, 20, 6)  # row groups of 4, 4, 2
+    assert plan(files, out, max_events=13).rows_to_read == 13
+    locator = Locator(files.paths, files.num_rows)
+    a, b = files.paths
+    commit = [(a, 0, 10), (b, 0, 5)]  # all of a; b's first row group and one row of its second
+    for path, start, stop in commit:
+        ids = [f"x{i}" for i in range(start, stop)]
+        out.write_part(error_rows(ids, ["error: t"] * len(ids), "t", row_hashes(path, start, stop)), locator)
+    assert len(out.parts()) == 2 and all(Path(x).name.count("-") == 2 for x in out.parts())
+    p = plan(files, out)
+    assert out.done_files() == {locator.keys[0]}
+    assert (p.committed, p.rows_to_read) == (15, 6)
+    assert [(Path(u["path"]).name, u["rg"]) for u in p.units] == [("part-1.parquet", 1), ("part-1.parquet", 2)]
+    np.testing.assert_array_equal(p.done_rows, row_hashes(b, 4, 5))
+    Path(a).write_bytes(b"gone")  # a finished file is not opened again
+    assert plan(files, out).committed == 15
+
+
+def test_prefilter_marks_the_same_duplicates_from_rows_or_from_a_dict():
+    from nudistill.label.actor import ERROR, ROW, prefilter
+
+    batch = simulate_table(4, res=16, seed=0).set_column(0, "event_id", pa.array(["a", "b", "a", "b"]))
+    batch = batch.append_column(ROW, pa.array(np.array([5, 6, 7, 3], np.uint64)))
+    empty = np.zeros(0, np.uint64)
+    by_dict = prefilter(batch, empty, {"a": 5, "b": 3}).column(ERROR).is_valid().to_pylist()
+    by_rows = prefilter(batch, empty, dup_rows=np.array([6, 7], np.uint64)).column(ERROR).is_valid().to_pylist()
+    assert by_dict == by_rows == [False, True, True, False]

@@ -23,11 +23,13 @@ ERROR = "_error"
 REPLICA, BUSY = "_replica", "_busy_s"  # per-batch stats, stripped by the sink
 
 
-def prefilter(batch: pa.Table, done: np.ndarray, dup_winner: dict[str, int]) -> pa.Table:
+def prefilter(batch: pa.Table, done: np.ndarray, dup_winner: dict[str, int] | None = None,
+              dup_rows: np.ndarray | None = None) -> pa.Table:
     """Drop committed rows; add ``_error`` (null or a contract-2 status) for rows that break contract 1.
 
-    ``done`` is the sorted uint64 ``source_row`` of committed rows. ``dup_winner`` maps each event id
-    seen more than once to the row that keeps it (the smallest row hash); the others are duplicates.
+    ``done`` is the sorted uint64 ``source_row`` of committed rows. Duplicates are given either as
+    ``dup_rows``, the sorted row hashes of rows whose event id an earlier row (smaller row hash) keeps,
+    or as ``dup_winner``, which maps each event id seen more than once to the row that keeps it.
     """
     rows = batch.column(ROW).to_numpy()
     if len(done):
@@ -39,8 +41,16 @@ def prefilter(batch: pa.Table, done: np.ndarray, dup_winner: dict[str, int]) -> 
     for i in np.flatnonzero(~ok):
         status[i] = next(bad).status
     ids, rows = batch.column("event_id").to_pylist(), batch.column(ROW).to_numpy()
-    for i, (eid, row) in enumerate(zip(ids, rows)):
-        if status[i] is None and eid in dup_winner and dup_winner[eid] != int(row):
+    if dup_rows is not None:
+        dup = np.zeros(len(rows), bool)
+        if len(dup_rows):
+            dup = dup_rows[np.clip(np.searchsorted(dup_rows, rows), 0, len(dup_rows) - 1)] == rows
+    else:
+        dup_winner = dup_winner or {}
+        dup = np.array([eid in dup_winner and dup_winner[eid] != int(row) for eid, row in zip(ids, rows)], bool)
+    for i in np.flatnonzero(dup):
+        if status[i] is None:
+            eid = ids[i]
             status[i] = f"error: {DUPLICATE_ID} (event_id {eid!r} appears more than once; an earlier row keeps it)"
     return batch.append_column(ERROR, pa.array(status, pa.string()))
 

@@ -5,8 +5,11 @@ the output block, so a kill between the two labels those rows again on resume an
 ``write_parquet``'s append mode, duplicates them; it also needs unique ids, which bad input breaks.
 Here each output file *is* its own commit record: it carries the ``source_row`` of every input row it
 covers, its name is a hash of those rows (a retried block rewrites the same name), and it appears
-atomically (temporary file + rename locally; a single object PUT on s3/gs). Resume reads the
-``source_row`` column of the committed files and skips those rows, so every row is labelled exactly once.
+atomically (temporary file + rename locally; a single object PUT on s3/gs). A part holds the rows of
+one input file, and its name starts with that file's key (``part-<file key>-<rows key>.parquet``); a
+file whose every row is committed gets an empty marker ``_done/<file key>``. Resume skips marked files
+without reading them, reads the ``source_row`` column of the other files' parts only, and skips those
+rows, so every row is labelled exactly once (see plan.py).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from nudistill.errors import UserError
 CLAIM_FILE = "_nudistill_labels.json"
 INFLIGHT_DIR = "_inflight"
 PART_GLOB_PREFIX = "part-"
+DONE_DIR = "_done"
 
 
 def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
@@ -99,13 +103,48 @@ class OutputDir:
         """Sorted uint64 ``source_row`` of every committed row."""
         return np.sort(self.committed(["source_row"]).column("source_row").to_numpy())
 
-    def write_part(self, table: pa.Table) -> str:
-        """Commit one block of labels atomically; the name is a hash of its input rows."""
-        name = f"{PART_GLOB_PREFIX}{rows_key(table.column('source_row').to_numpy())}.parquet"
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink, compression="zstd")
-        self.write_bytes(name, sink.getvalue().to_pybytes())
-        return name
+    def parts_by_file(self) -> dict[str, list[str]]:
+        """Committed parts by input file key ("" for parts written before per-file commits)."""
+        out: dict[str, list[str]] = {}
+        for p in self.parts():
+            stem = p.rsplit("/", 1)[-1][len(PART_GLOB_PREFIX):-len(".parquet")]
+            key, _, rest = stem.partition("-")
+            out.setdefault(key if rest else "", []).append(p)
+        return out
+
+    def rows_of(self, parts: list[str]) -> np.ndarray:
+        """The ``source_row`` of the given parts."""
+        if not parts:
+            return np.zeros(0, np.uint64)
+        return np.concatenate([pq.read_table(p, columns=["source_row"], filesystem=self.fs)
+                               .column("source_row").to_numpy() for p in parts])
+
+    def done_files(self) -> set[str]:
+        """Keys of the input files whose every row is committed."""
+        info = self.fs.get_file_info(pafs.FileSelector(self._join(DONE_DIR), allow_not_found=True))
+        return {i.base_name for i in info if i.type == pafs.FileType.File and not i.base_name.startswith(".")}
+
+    def mark_done(self, key: str) -> None:
+        self.fs.create_dir(self._join(DONE_DIR), recursive=True)
+        self.write_bytes(f"{DONE_DIR}/{key}", b"")
+
+    def write_part(self, table: pa.Table, locator=None) -> list[str]:
+        """Commit one block of labels atomically, one part per input file (``locator``: plan.Locator);
+        a part's name is its file's key and a hash of its input rows."""
+        rows = table.column("source_row").to_numpy()
+        groups = [("", table)]
+        if locator is not None:
+            which = locator.locate(rows)[0]
+            groups = [(locator.keys[f] + "-" if f >= 0 else "", table.filter(pa.array(which == f)))
+                      for f in np.unique(which)]
+        names = []
+        for key, part in groups:
+            name = f"{PART_GLOB_PREFIX}{key}{rows_key(part.column('source_row').to_numpy())}.parquet"
+            sink = pa.BufferOutputStream()
+            pq.write_table(part, sink, compression="zstd")
+            self.write_bytes(name, sink.getvalue().to_pybytes())
+            names.append(name)
+        return names
 
     def write_bytes(self, name: str, data: bytes) -> None:
         """Write a file atomically: temporary file + rename locally, one PUT on object stores."""

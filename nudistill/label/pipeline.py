@@ -1,7 +1,8 @@
-"""Ray wiring of labelling: read_parquet -> prefilter -> teacher actors -> atomic Parquet sink -> summary.
+"""Ray wiring of labelling: plan -> read row groups -> prefilter -> teacher actors -> atomic Parquet sink -> summary.
 
-This is the only labelling module that imports Ray; the stages it wires live in actor.py and
-outdir.py and run without a cluster.
+This is the only labelling module that imports Ray; the stages it wires live in plan.py, actor.py and
+outdir.py and run without a cluster. The driver holds no per-event state: planning works file by file
+(plan.py), so its memory is bounded and a resume reads only what is left.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from ray.data import ActorPoolStrategy, DataContext, Datasink
 from nudistill.config import config_dict
 from nudistill.errors import UserError
 from nudistill.events import reason_of, resolve_files
-from nudistill.label.actor import BUSY, REPLICA, ROW, LabelActor, prefilter
+from nudistill.label.actor import BUSY, REPLICA, LabelActor, prefilter
 from nudistill.label.config import LabelConfig
 from nudistill.label.outdir import OutputDir
+from nudistill.label.plan import Locator, duplicate_rows, plan, read_units
 from nudistill.label.quiet import drop_known_lines, drop_token_notice
 from nudistill.log import get_logger, say
 
@@ -47,13 +49,15 @@ def ensure_ray(address: str | None = None) -> None:
 class LabelSink(Datasink):
     """A Ray Data datasink that commits each block as one atomic part file (see outdir.py)."""
 
-    def __init__(self, out: str):
+    def __init__(self, out: str, paths: list[str] | None = None, num_rows: list[int] | None = None):
         self.out_uri = out
+        self.files = (paths, num_rows) if paths else None  # commits per input file (plan.Locator)
         self.replicas: Counter = Counter()
         self.busy: Counter = Counter()
 
     def write(self, blocks, ctx) -> dict:
         out, rows, busy = OutputDir(self.out_uri), Counter(), Counter()
+        locator = Locator(*self.files) if self.files else None
         for block in blocks:
             table = block if isinstance(block, pa.Table) else pa.Table.from_pandas(block)
             if table.num_rows == 0:
@@ -61,7 +65,7 @@ class LabelSink(Datasink):
             for rep, sec in zip(table.column(REPLICA).to_pylist(), table.column(BUSY).to_numpy()):
                 rows[rep] += 1
                 busy[rep] += float(sec)
-            out.write_part(table.drop_columns([REPLICA, BUSY]))
+            out.write_part(table.drop_columns([REPLICA, BUSY]), locator)
         return {"rows": dict(rows), "busy": dict(busy)}
 
     def on_write_complete(self, write_result) -> None:
@@ -72,19 +76,6 @@ class LabelSink(Datasink):
     @property
     def supports_distributed_writes(self) -> bool:
         return True
-
-
-def _plan(ds) -> tuple[int, dict[str, int]]:
-    """One pass over (event_id, row_hash): the row count and, per duplicated id, the row that keeps it."""
-    counts: Counter = Counter()
-    first: dict[str, int] = {}
-    n = 0
-    for batch in ds.select_columns(["event_id", ROW]).iter_batches(batch_format="pyarrow", batch_size=65536):
-        n += batch.num_rows
-        for eid, row in zip(batch.column("event_id").to_pylist(), batch.column(ROW).to_pylist()):
-            counts[eid] += 1
-            first[eid] = min(first.get(eid, row), row)
-    return n, {eid: first[eid] for eid, c in counts.items() if c > 1 and eid is not None}
 
 
 def _resources(cfg: LabelConfig) -> tuple[float, int]:
@@ -119,7 +110,11 @@ def run_label(cfg: LabelConfig) -> dict:
     teacher_id = teacher_id_of(cfg.teacher, cfg.quantize, cfg.adapter)
     out = OutputDir(cfg.out)
     out.claim(teacher_id, {"teacher": cfg.teacher, "events": cfg.events, "config": config_dict(cfg)})
-    done = out.committed_rows()
+    todo = plan(source, out, cfg.max_events)  # finished files skipped unread; the rest cut into row groups
+    dup_rows = duplicate_rows(source, cfg.max_events) if todo.units else np.zeros(0, np.uint64)
+    n_in = todo.n_in
+    log.info("labelling %d of %d events (%d already committed) with teacher %s", todo.todo, n_in, todo.committed,
+             teacher_id)
 
     ensure_ray()
     ctx = DataContext.get_current()
@@ -127,24 +122,27 @@ def run_label(cfg: LabelConfig) -> dict:
     ctx.target_max_block_size = _block_bytes(source, cfg)  # blocks small enough that every replica gets work
     if cfg.max_events:
         ctx.execution_options.preserve_order = True  # the same first N rows on every rerun
-    ds = ray.data.read_parquet(source.paths, filesystem=source.filesystem, include_row_hash=True)
-    if cfg.max_events:
-        ds = ds.limit(cfg.max_events)
-    n_in, dup_winner = _plan(ds)
-    todo = n_in - len(done)
-    log.info("labelling %d of %d events (%d already committed) with teacher %s", todo, n_in, len(done), teacher_id)
-    cpus, threads = _resources(cfg)
-    sink = LabelSink(cfg.out)
-    with drop_known_lines():
-        _execute(ds, cfg, done, dup_winner, sink, threads, cpus)
+    sink = LabelSink(cfg.out, source.paths, source.num_rows)
+    if todo.units:
+        ds = read_dataset(todo.units, source.filesystem)
+        cpus, threads = _resources(cfg)
+        with drop_known_lines():
+            _execute(ds, cfg, todo.done_rows, dup_rows, sink, threads, cpus)
+        plan(source, out, cfg.max_events)  # marks the files this run finished as done
     return summarise(cfg, out, n_in, teacher_id, processed=sum(sink.replicas.values()),
                      wall_s=time.perf_counter() - t0, replicas=sink.replicas, busy=sink.busy,
                      files_skipped=source.skipped_records())
 
 
-def _execute(ds, cfg: LabelConfig, done, dup_winner, sink: LabelSink, threads: int, cpus: float) -> None:
+def read_dataset(units: list[dict], filesystem):
+    """The rows of the read units, with Ray Data's ``row_hash`` (one unit is one Parquet row group)."""
+    return ray.data.from_items(units, override_num_blocks=min(len(units), 1000)).map_batches(
+        read_units, fn_kwargs={"filesystem": filesystem}, batch_size=1, batch_format="pyarrow", num_cpus=0.5)
+
+
+def _execute(ds, cfg: LabelConfig, done, dup_rows, sink: LabelSink, threads: int, cpus: float) -> None:
     """prefilter -> teacher actors -> sink, streamed by Ray Data."""
-    (ds.map_batches(prefilter, fn_kwargs={"done": done, "dup_winner": dup_winner}, batch_format="pyarrow",
+    (ds.map_batches(prefilter, fn_kwargs={"done": done, "dup_rows": dup_rows}, batch_format="pyarrow",
                     batch_size=None, num_cpus=0.1)
        .map_batches(LabelActor, fn_constructor_kwargs=dict(
                         teacher=cfg.teacher, out=cfg.out, rationale=cfg.rationale, quantize=cfg.quantize,
