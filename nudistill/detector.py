@@ -295,8 +295,8 @@ def to_uint8(adc: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(adc), 0, 255).astype(np.uint8)
 
 
-def suppress_isolated(views: np.ndarray) -> np.ndarray:
-    """Zero every lit pixel with no lit pixel among its 8 neighbours: ``(..., H, W)`` uint8 -> same.
+def suppress_isolated(views: np.ndarray, min_neighbours: int = 1) -> np.ndarray:
+    """Zero every lit pixel with fewer than ``min_neighbours`` lit 8-neighbours: ``(..., H, W)`` uint8 -> same.
 
     A track or a shower is connected at the readout pitch; an isolated hit is electronics noise. This is
     the classic first step of LArTPC hit filtering, and the teacher's and the student's first layer.
@@ -306,4 +306,4 @@ def suppress_isolated(views: np.ndarray) -> np.ndarray:
     H, W = lit.shape[-2:]
     n = sum(pad[..., 1 + dy:1 + dy + H, 1 + dx:1 + dx + W].astype(np.uint8)
             for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
-    return np.where(n > 0, views, 0).astype(views.dtype)
+    return np.where(n >= min_neighbours, views, 0).astype(views.dtype)

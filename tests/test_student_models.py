@@ -110,6 +110,22 @@ def test_isolated_hit_filter_matches_the_detector_model():
     assert (out > 0).sum() < (views > 0).sum() - 60  # most isolated hits are gone
 
 
+def test_a_two_neighbour_filter_removes_noise_pairs_and_keeps_track_interiors():
+    from nudistill.detector import suppress_isolated as numpy_filter
+    from nudistill.student.models import suppress_isolated as torch_filter
+
+    views = np.zeros((1, 32, 32), np.uint8)
+    views[0, 10, 4:28] = 40  # a track along z: its inside has two lit neighbours, its ends one
+    views[0, 20, 5:7] = 30  # a pair of noise pixels: one neighbour each
+    views[0, 25, 25] = 30  # an isolated hit
+    out = torch_filter(torch.from_numpy(views)[:, None].float(), 2)[:, 0].numpy().astype(np.uint8)
+    assert np.array_equal(out, numpy_filter(views, 2))
+    assert (out[0, 10, 5:27] == 40).all() and out[0, 10, 4] == out[0, 10, 27] == 0  # the ends go
+    assert out[0, 20].sum() == 0 and out[0, 25, 25] == 0
+    one = numpy_filter(views, 1)
+    assert one[0, 20, 5:7].tolist() == [30, 30] and one[0, 25, 25] == 0  # the default filter keeps the pair
+
+
 def test_isolated_filter_must_divide_the_pool():
     with pytest.raises(UserError, match="isolated_filter"):
         create_student("lean_pool4", isolated_filter=3)
