@@ -2,6 +2,8 @@
 prompt, constrained scoring, rationales, calibration, a tiny Mllama build and fine-tuning.
 
 - :mod:`.inputs`     the prompt, label phrases and their token table; views pooled and encoded for the processor;
+- :mod:`.xattn`      Mllama's cross-attention row masking as Meta's reference computes it;
+- :mod:`.prefix`     the prompt's text before the images, run through the decoder once per teacher;
 - :mod:`.spec`       ``teacher.json`` and the teacher id (the one function that computes it);
 - :mod:`.loading`    a directory or hub id to a :class:`Teacher` (+4-bit, +adapter), or only its id;
 - :mod:`.core`       the :class:`Teacher`: constrained scoring, rationales and the policy that rations them;

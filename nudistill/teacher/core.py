@@ -7,7 +7,9 @@ Views are (B, 2, H, W) uint8 numpy arrays (XZ, YZ) at any resolution. Work runs 
 Constrained scoring sums the log-probs of each full label phrase after the forced answer prefix. For B
 events and K classes the expensive parts run once per event, not once per candidate: the vision tower
 (its ``cross_attention_states`` are reused) and the prompt (its KV cache, repeated K times for the K
-short continuations). Only the phrase tokens run K times.
+short continuations). Only the phrase tokens run K times. The prompt's text before the first image (the
+physics context) runs once per Teacher, not per event (:mod:`.prefix`): each batch starts from a copy of
+its keys and values.
 
 Rationales cost far more than scores (tens of decoding steps against one pass), so a labelling run
 chooses which events get one (:class:`RationalePolicy`): ``all``, ``none``, ``below:<confidence>`` or
@@ -28,6 +30,7 @@ from nudistill.concepts import concepts_in_text
 from nudistill.errors import UserError
 from nudistill.metrics import softmax
 from nudistill.teacher.inputs import PhraseTable, PromptEncoder, build_prompt, check_views, phrase_table
+from nudistill.teacher.prefix import PrefixCache, build_prefix_cache
 from nudistill.teacher.spec import TeacherSpec, teacher_id, weights_digests
 
 
@@ -90,21 +93,38 @@ def vision_states(model, batch: dict) -> torch.Tensor:
 
 
 @torch.no_grad()
-def prefix_pass(model, batch: dict, states: torch.Tensor, cache: bool = True):
-    """Run prompt + answer prefix; return (log-probs of the next token (B, V) float32, KV cache)."""
-    out = base_model(model)(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                            cross_attention_mask=batch["cross_attention_mask"], cross_attention_states=states,
-                            use_cache=cache, logits_to_keep=1)
+def forward_after(net, inputs: dict, states: torch.Tensor, prefix: PrefixCache | None, **kwargs):
+    """``net`` on full-length ``inputs`` (input_ids, attention_mask, cross_attention_mask, optionally
+    position_ids) with the image tokens ``states`` and a new KV cache; with ``prefix``, which the inputs start
+    with, only the tokens after it run, on a copy of its cache (positions and attention mask stay full-length)."""
+    if prefix is None:
+        return net(**inputs, cross_attention_states=states, use_cache=True, **kwargs)
+    ids, p = inputs["input_ids"], prefix.length
+    pos = inputs.get("position_ids")
+    if pos is None:
+        pos = torch.arange(ids.shape[1], device=ids.device).expand(len(ids), -1)
+    return net(input_ids=ids[:, p:], attention_mask=inputs["attention_mask"], position_ids=pos[:, p:],
+               cross_attention_mask=inputs["cross_attention_mask"][:, p:], past_key_values=prefix.expand(len(ids)),
+               cross_attention_states=states, use_cache=True, **kwargs)
+
+
+@torch.no_grad()
+def prompt_pass(model, batch: dict, states: torch.Tensor, prefix: PrefixCache | None = None):
+    """Run prompt + answer prefix (after the cached ``prefix`` when given); return (log-probs of the next
+    token (B, V) float32, KV cache)."""
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "cross_attention_mask")}
+    out = forward_after(base_model(model), inputs, states, prefix, logits_to_keep=1)
     return torch.log_softmax(out.logits[:, -1].float(), dim=-1), out.past_key_values
 
 
 @torch.no_grad()
-def phrase_logprobs(model, batch: dict, states: torch.Tensor, table: PhraseTable) -> torch.Tensor:
+def phrase_logprobs(model, batch: dict, states: torch.Tensor, table: PhraseTable,
+                    prefix: PrefixCache | None = None) -> torch.Tensor:
     """Summed log-probs of each label phrase (and its period): (B, K) float32."""
     b, lp = batch["input_ids"].shape
     k, lc = table.ids.shape
     device = batch["input_ids"].device
-    first, cache = prefix_pass(model, batch, states)
+    first, cache = prompt_pass(model, batch, states, prefix)
     cand, cmask = table.ids.to(device), table.mask.to(device)  # (K, Lc)
     total = first[:, cand[:, 0]]  # (B, K): log p(first phrase token | prefix)
     if lc > 1:
@@ -140,40 +160,44 @@ def unshared_phrase_logprobs(model, enc: dict, tokens: list[list[int]]) -> list[
     return out
 
 
-def answer_inputs(batch: dict, table: PhraseTable, class_idx: np.ndarray) -> dict:
-    """Left-padded prompt + prefix + chosen phrase per event, with position ids and cross-attention mask."""
+def answer_inputs(batch: dict, table: PhraseTable, class_idx: np.ndarray, pad_at: int = 0) -> dict:
+    """Prompt + prefix + chosen phrase per event, padded to one width at column ``pad_at`` (0: left padding;
+    a cached prefix's length: after it, so the prefix keeps its place), with position ids and cross-attention
+    mask, on the batch's device."""
     ids, attn, xmask = batch["input_ids"], batch["attention_mask"], batch["cross_attention_mask"]
-    rows = [torch.cat([ids[i], torch.tensor(table.tokens[c], dtype=ids.dtype)]) for i, c in enumerate(class_idx)]
-    width = max(len(r) for r in rows)
-    pad_id = 0
-    out_ids = torch.full((len(rows), width), pad_id, dtype=ids.dtype)
-    out_attn = torch.zeros((len(rows), width), dtype=attn.dtype)
-    out_x = torch.zeros((len(rows), width, *xmask.shape[2:]), dtype=xmask.dtype)
-    for i, r in enumerate(rows):
-        n, lp = len(r), ids.shape[1]
-        out_ids[i, width - n:] = r
-        out_attn[i, width - n:] = torch.cat([attn[i], torch.ones(n - lp, dtype=attn.dtype)])
-        out_x[i, width - n: width - n + lp] = xmask[i]
-        out_x[i, width - n + lp:] = xmask[i, -1]
+    lp, device = ids.shape[1], ids.device
+    lengths = [lp + len(table.tokens[c]) for c in class_idx]
+    width = max(lengths)
+    out_ids = torch.zeros((len(lengths), width), dtype=ids.dtype, device=device)
+    out_attn = torch.zeros((len(lengths), width), dtype=attn.dtype, device=device)
+    out_x = torch.zeros((len(lengths), width, *xmask.shape[2:]), dtype=xmask.dtype, device=device)
+    for i, (c, n) in enumerate(zip(class_idx, lengths)):
+        phrase = torch.tensor(table.tokens[c], dtype=ids.dtype, device=device)
+        rows = (torch.cat([ids[i], phrase]), torch.cat([attn[i], torch.ones_like(phrase, dtype=attn.dtype)]),
+                torch.cat([xmask[i], xmask[i, -1:].expand(n - lp, *xmask.shape[2:])]))
+        for out, row in zip((out_ids, out_attn, out_x), rows):
+            out[i, :pad_at], out[i, pad_at + width - n:] = row[:pad_at], row[pad_at:]
     pos = (out_attn.cumsum(-1) - 1).clamp(min=0)
     return dict(input_ids=out_ids, attention_mask=out_attn, position_ids=pos, cross_attention_mask=out_x)
 
 
 @torch.no_grad()
 def greedy_rationales(model, tokenizer, batch: dict, states: torch.Tensor, table: PhraseTable,
-                      class_idx: np.ndarray, max_new_tokens: int) -> list[str]:
+                      class_idx: np.ndarray, max_new_tokens: int, prefix: PrefixCache | None = None) -> list[str]:
     """Greedy decoding after each event's label sentence, all events at once, KV cached."""
     net = base_model(model)
-    inp = answer_inputs(batch, table, class_idx)
-    eos = {tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|end_of_text|>")} - {None}
-    out = net(**inp, cross_attention_states=states, use_cache=True, logits_to_keep=1)
+    inp = answer_inputs(batch, table, class_idx, pad_at=prefix.length if prefix is not None else 0)
+    device = inp["input_ids"].device
+    eos = torch.tensor(sorted({tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids("<|end_of_text|>")} - {None}),
+                       device=device)
+    out = forward_after(net, inp, states, prefix, logits_to_keep=1)
     cache, attn, pos = out.past_key_values, inp["attention_mask"], inp["position_ids"][:, -1:]
     xmask = inp["cross_attention_mask"][:, -1:]
-    done = torch.zeros(len(class_idx), dtype=torch.bool)
+    done = torch.zeros(len(class_idx), dtype=torch.bool, device=device)
     steps = []
     for _ in range(max_new_tokens):
         nxt = out.logits[:, -1].argmax(-1)  # (B,)
-        done |= torch.isin(nxt, torch.tensor(sorted(eos)))
+        done |= torch.isin(nxt, eos)
         steps.append(torch.where(done, -1, nxt))
         if bool(done.all()):
             break
@@ -181,7 +205,7 @@ def greedy_rationales(model, tokenizer, batch: dict, states: torch.Tensor, table
         pos = pos + 1
         out = net(input_ids=nxt[:, None], attention_mask=attn, position_ids=pos, cross_attention_mask=xmask,
                   past_key_values=cache, use_cache=True)
-    gen = torch.stack(steps, dim=1) if steps else torch.empty((len(class_idx), 0), dtype=torch.long)
+    gen = torch.stack(steps, dim=1).cpu() if steps else torch.empty((len(class_idx), 0), dtype=torch.long)
     return [tokenizer.decode([t for t in row.tolist() if t >= 0], skip_special_tokens=True).strip() for row in gen]
 
 
@@ -190,7 +214,7 @@ class Teacher:
 
     def __init__(self, model, processor, spec: TeacherSpec, root: Path, base_dir: Path,
                  adapter_dir: Path | None = None, quantize: str | None = None, device: str = "cpu",
-                 batch_size: int = 16):
+                 batch_size: int = 16, prefix_cache: bool = True):
         self.model, self.processor, self.spec = model, processor, spec
         self.root, self.base_dir, self.adapter_dir = Path(root), Path(base_dir), adapter_dir
         self.quantize, self.device, self.batch_size = quantize, device, batch_size
@@ -198,6 +222,10 @@ class Teacher:
         self.prompt = build_prompt(processor)
         self.encode = PromptEncoder(processor, self.prompt, spec.view_size)
         self.table = phrase_table(self.tokenizer, spec.phrases())  # refuses colliding phrases
+        self.use_prefix_cache = prefix_cache
+        """Run the prompt's text before the images once per Teacher (off: once per event, as a reference)."""
+        self._prefix: PrefixCache | None = None
+        self._prefix_checked = False
         self._digests: tuple[str, str] | None = None
 
     # ---- identity -------------------------------------------------------------------------------
@@ -219,17 +247,31 @@ class Teacher:
         return teacher_id(self.spec, self.prompt, self.quantize, self._digests)
 
     # ---- scoring --------------------------------------------------------------------------------
+    @property
+    def prefix(self) -> PrefixCache | None:
+        """The prompt's cached text before the images, built and checked on first use (once per Teacher, so
+        once per labelling actor); None when ``use_prefix_cache`` is off or the check refused it."""
+        if not self.use_prefix_cache:
+            return None
+        if not self._prefix_checked:
+            self._prefix = build_prefix_cache(base_model(self.model), self.encode, self.device, self.spec.view_size)
+            self._prefix_checked = True
+        return self._prefix
+
     def _chunks(self, views: np.ndarray):
+        """Per chunk: its start, processor tensors on the device, image tokens, and the prefix cache if it applies."""
         views = check_views(views)
         for start in range(0, len(views), self.batch_size):
             chunk = views[start: start + self.batch_size]
             batch = self.encode(chunk)
             batch = {k: v.to(self.device) for k, v in batch.items()}
-            yield start, batch, vision_states(self.model, batch)
+            prefix = self.prefix
+            yield start, batch, vision_states(self.model, batch), prefix if prefix is not None and prefix.covers(batch) else None
 
     def logprobs(self, views: np.ndarray) -> np.ndarray:
         """(B, 3) summed label-phrase log-probs, in CLASSES order, before temperature."""
-        out = [phrase_logprobs(self.model, batch, states, self.table).cpu() for _, batch, states in self._chunks(views)]
+        out = [phrase_logprobs(self.model, batch, states, self.table, prefix).cpu()
+               for _, batch, states, prefix in self._chunks(views)]
         return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, len(CLASSES)), np.float32)
 
     def score(self, views: np.ndarray) -> np.ndarray:
@@ -245,11 +287,10 @@ class Teacher:
         """Greedy text after "I classify the pixel maps as <phrase>." for each event's given class."""
         class_idx = np.asarray(class_idx, dtype=int).reshape(-1)
         texts: list[str] = []
-        for start, batch, states in self._chunks(views):
+        for start, batch, states, prefix in self._chunks(views):
             idx = class_idx[start: start + len(batch["input_ids"])]
-            batch = {k: v.cpu() for k, v in batch.items()}
             texts += greedy_rationales(self.model, self.tokenizer, batch, states, self.table, idx,
-                                       self.spec.max_new_tokens)
+                                       self.spec.max_new_tokens, prefix)
         return texts
 
     def label(self, views: np.ndarray, event_ids: list[str], policy: RationalePolicy) -> dict:

@@ -3,6 +3,8 @@ optional NF4 4-bit quantization (QLoRA recipe: double quantization, bf16 compute
 or only its id (:func:`teacher_id_of`), without loading weights.
 
 The same path loads the tiny Mllama built here and ``meta-llama/Llama-3.2-11B-Vision-Instruct`` on a GPU.
+Every model loaded here, for scoring and for fine-tuning alike, runs its cross-attention layers with the
+reference row masking (:mod:`.xattn`).
 bitsandbytes >= 0.49 also runs 4-bit layers on CPU, which is how the tests exercise it.
 """
 
@@ -14,6 +16,7 @@ from nudistill.errors import UserError
 from nudistill.log import get_logger
 from nudistill.teacher.inputs import build_prompt
 from nudistill.teacher.spec import TeacherSpec, teacher_id, weights_digests
+from nudistill.teacher.xattn import use_reference_row_masking
 
 log = get_logger("teacher")
 
@@ -78,6 +81,7 @@ def load_model(directory: Path, quantize: str | None, trust_remote_code: bool, d
             raise UserError(f"4-bit loading failed on {device} with this bitsandbytes "
                             f"({str(exc).splitlines()[0]}); load without quantize or use a GPU") from None
         raise
+    use_reference_row_masking(model)
     return model if quantize else model.to(device)
 
 

@@ -3,8 +3,9 @@
 `nudistill teacher init --tiny --out DIR` writes a directory that loads through ``AutoProcessor`` /
 ``AutoModelForImageTextToText`` exactly like ``meta-llama/Llama-3.2-11B-Vision-Instruct``: the real
 model class with a small config, a byte-level BPE tokenizer trained here with ``tokenizers`` on the
-prompt and rationale vocabulary, the Llama 3 special tokens the chat template needs, and a Pillow
-image processor with one small tile per view (nudistill does not depend on torchvision).
+prompt and rationale vocabulary, the Llama 3 special tokens the chat template needs, Llama 3.2 Vision
+Instruct's own chat template (:data:`CHAT_TEMPLATE_FILE`), and a Pillow image processor with one small tile
+per view (nudistill does not depend on torchvision).
 
 Mllama's cross-attention gates start at zero (tanh(0)=0), so a from-scratch text decoder never sees
 the image; the tiny build opens them (``GATE_INIT``). A pretrained checkpoint is left alone.
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from nudistill.concepts import CONCEPT_PHRASES
 from nudistill.errors import UserError
-from nudistill.teacher.inputs import ANSWER_PREFIX, DEFAULT_PHRASES, SYSTEM_PROMPT, USER_TEXT
+from nudistill.teacher.inputs import ANSWER_PREFIX, CONTEXT, DEFAULT_PHRASES, QUESTION
 
 # Llama 3 special tokens; <|image|> is added last so its id equals the text vocab size, as in the
 # real checkpoint (it lies outside the output vocabulary: the scorer clamps it before gathering).
@@ -25,19 +26,10 @@ BOS, EOS, EOT, PAD = "<|begin_of_text|>", "<|end_of_text|>", "<|eot_id|>", "<|fi
 SPECIAL_TOKENS = (BOS, EOS, "<|start_header_id|>", "<|end_header_id|>", EOT, PAD, "<|python_tag|>")
 IMAGE_TOKEN = "<|image|>"
 
-CHAT_TEMPLATE = (
-    "{{- bos_token }}"
-    "{%- for message in messages %}"
-    "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' }}"
-    "{%- if message['content'] is string %}{{- message['content'] }}"
-    "{%- else %}{%- for c in message['content'] %}"
-    "{%- if c['type'] == 'image' %}{{- '<|image|>' }}{%- elif c['type'] == 'text' %}{{- c['text'] }}{%- endif %}"
-    "{%- endfor %}{%- endif %}"
-    "{{- '<|eot_id|>' }}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}{%- endif %}"
-)
-"""The Llama 3.2 Vision chat layout, without its tool-calling branches."""
+CHAT_TEMPLATE_FILE = Path(__file__).with_name("chat_template_llama32_vision.jinja")
+"""The chat template of meta-llama/Llama-3.2-11B-Vision-Instruct, unchanged below the comment that names
+where it was copied from; the tiny processor carries it, so prompts are built as for the real model (which
+refuses a system turn beside images)."""
 
 GATE_INIT = 1.0
 """Initial value of the cross-attention gates of a from-scratch tiny model (tanh(1) = 0.76)."""
@@ -77,7 +69,7 @@ class TinyConfig:
 
 def tokenizer_corpus(extra: list[str] | None = None) -> list[str]:
     """Texts the tiny BPE is trained on: prompt, answers, concept phrases and (optionally) rationales."""
-    texts = [SYSTEM_PROMPT, USER_TEXT, "system user assistant"]
+    texts = [CONTEXT, QUESTION, "system user assistant"]
     texts += [f"{ANSWER_PREFIX} {p}." for p in DEFAULT_PHRASES.values()]
     texts += [p for ps in CONCEPT_PHRASES.values() for p in ps]
     texts += list(extra or [])
@@ -122,7 +114,8 @@ def build_processor(cfg: TinyConfig, tokenizer):
     # between events by ~1% and a from-scratch tower did not learn in 400 steps).
     image_processor = MllamaImageProcessorPil(size={"height": cfg.image_size, "width": cfg.image_size},
                                               max_image_tiles=1, image_mean=[0.0, 0.0, 0.0], image_std=[1.0, 1.0, 1.0])
-    return MllamaProcessor(image_processor=image_processor, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE)
+    return MllamaProcessor(image_processor=image_processor, tokenizer=tokenizer,
+                           chat_template=CHAT_TEMPLATE_FILE.read_text())
 
 
 def build_model(cfg: TinyConfig, tokenizer):

@@ -6,8 +6,9 @@ weights, and its image features then differ between events by ~7% of their size 
 mostly empty patches): the text decoder, which at first attends about uniformly over the image tokens,
 sees almost the same thing for every event and learns the text alone. A short warm-up trains the vision
 tower, through a throw-away linear head on the *mean* of its output tokens (what uniform cross-attention
-sees), to predict the class and the concepts of each event. The model stays an unmodified
-MllamaForConditionalGeneration.
+sees), to predict the class and the concepts of each event. The model stays a MllamaForConditionalGeneration
+with its own weights and files (its cross-attention layers row-masked as in Meta's reference, :mod:`.xattn`,
+as for scoring).
 """
 
 from __future__ import annotations
