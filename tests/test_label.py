@@ -107,6 +107,24 @@ def test_embedded_local_ray_says_nothing_about_tokens_or_actor_arguments(tiny_te
     assert "Token authentication" not in output and "constructor arguments" not in output, output[-3000:]
 
 
+def test_distillation_on_ray_starts_ray_through_the_same_quiet_helper(monkeypatch, tmp_path):
+    """`distill --workers N` joins or starts Ray with ray_start.ensure_ray, as labelling does (an embedded
+    Ray Train run end to end takes ~35 s on two busy cores; the helper's quiet start is tested above)."""
+    from nudistill import ray_start
+    from nudistill.student.ray_train import train_with_ray
+
+    class Started(Exception):
+        pass
+
+    def ensure_ray(address=None, num_cpus=None):
+        raise Started(num_cpus)
+
+    monkeypatch.setattr(ray_start, "ensure_ray", ensure_ray)
+    with pytest.raises(Started, match="^3$"):
+        train_with_ray({"events": str(tmp_path), "out": str(tmp_path / "st"), "workers": 3, "alpha": 0.0,
+                        "hard_labels": "truth", "concept_source": "truth"})
+
+
 def _check_contract(out: Path, events) -> pa.Table:
     """One row per input event, contract-2 schema, teacher id everywhere, probs summing to 1 where ok."""
     table = pq.read_table(sorted(out.glob("part-*.parquet")))

@@ -7,8 +7,6 @@ outdir.py and run without a cluster. The driver holds no per-event state: planni
 
 from __future__ import annotations
 
-import logging
-import os
 import time
 from collections import Counter
 
@@ -25,25 +23,12 @@ from nudistill.label.actor import BUSY, REPLICA, LabelActor, prefilter
 from nudistill.label.config import LabelConfig
 from nudistill.label.outdir import OutputDir
 from nudistill.label.plan import Locator, duplicate_rows, plan, read_units
-from nudistill.label.quiet import drop_known_lines, drop_token_notice
+from nudistill.label.quiet import drop_known_lines
 from nudistill.log import get_logger, say
+from nudistill.ray_start import ensure_ray  # also imported from here by bench/label*.py
 
 log = get_logger("label")
 MAX_BLOCK_ROWS = 512  # a block is the unit of commit: at most this many events are redone after a kill
-
-
-def ensure_ray(address: str | None = None) -> None:
-    """Connect to the cluster at ``address`` / RAY_ADDRESS, or start an embedded local Ray (also for "local")."""
-    if ray.is_initialized():
-        return
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address and address != "local":
-        ray.init(address=address, log_to_driver=False)
-    else:  # "local": a new cluster, not one that `ray start` left on this machine
-        with drop_token_notice():
-            ray.init(address="local", include_dashboard=False, log_to_driver=False, configure_logging=False)
-    if not log.isEnabledFor(logging.INFO):  # quiet by default: Ray Data's progress lines only with -v
-        logging.getLogger("ray").setLevel(logging.WARNING)
 
 
 class LabelSink(Datasink):

@@ -1,10 +1,7 @@
-"""Keep Ray's known notices out of a default run: two exact messages, nothing else.
+"""Keep Ray Data's known actor-arguments line out of a default labelling run: one exact message, nothing else.
 
-Token auth: a new local cluster turns token authentication on by default and logs that it did on
-every ``ray.init``. On an embedded cluster the user chose nothing and needs to do nothing, so the
-notice is dropped; the cluster keeps Ray's default (token auth on).
+(Ray's token-authentication notice on an embedded start is dropped where Ray starts, in nudistill/ray_start.py.)
 
-Actor arguments:
 Ray Data hands every actor of an ``ActorPoolStrategy`` its DataContext and map transformer as object
 refs, and gives the actors ``max_restarts=-1``. Ray's core worker (C++, writing straight to fd 2, so
 Python logging cannot reach it) then logs an ``E ... core_worker.cc`` line about constructor arguments
@@ -17,28 +14,11 @@ from __future__ import annotations
 
 import os
 import sys
-import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 KNOWN_NOISE = (b"has constructor arguments in the object store and max_restarts > 0",)
-TOKEN_LOGGER = "ray._private.authentication.authentication_token_setup"
-TOKEN_NOTICE = "Token authentication is enabled for this Ray cluster"
-
-
-@contextmanager
-def drop_token_notice() -> Iterator[None]:
-    """Drop Ray's "token authentication is enabled" notice, and only it, while starting a local cluster."""
-    def keep(record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith(TOKEN_NOTICE)
-
-    logger = logging.getLogger(TOKEN_LOGGER)
-    logger.addFilter(keep)
-    try:
-        yield
-    finally:
-        logger.removeFilter(keep)
 
 
 @contextmanager

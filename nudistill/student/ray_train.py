@@ -69,15 +69,14 @@ def _worker_loop(config: dict) -> None:
 
 def train_with_ray(config: dict | DistillConfig, storage: str | None = None) -> dict:
     """Train with ``config['workers']`` Ray Train workers (CPU, or one GPU each when available); return a summary."""
-    import ray
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    from nudistill.ray_start import ensure_ray
+
     cfg = config if isinstance(config, DistillConfig) else DistillConfig(**config)
     out = Path(cfg.out).absolute()
-    if not ray.is_initialized():
-        ray.init(num_cpus=max(cfg.workers, 2) if not _has_cluster() else None, include_dashboard=False,
-                 log_to_driver=False)
+    ensure_ray(num_cpus=max(cfg.workers, 2))  # Ray: RAY_ADDRESS's cluster (a submitted job), else an embedded one
     use_gpu = torch.cuda.is_available() and cfg.device != "cpu"
     loop_config = {**asdict(cfg), "out": str(out), "_threads_per_worker": cfg.threads or 1}
     trainer = TorchTrainer(
@@ -104,10 +103,3 @@ def _materialise_best(result, out: Path) -> None:
         out.mkdir(parents=True, exist_ok=True)
         for name in (WEIGHTS, CONFIG):
             shutil.copy2(Path(d) / name, out / name)
-
-
-def _has_cluster() -> bool:
-    """True when RAY_ADDRESS points at a running cluster (``ray job submit``)."""
-    import os
-
-    return bool(os.environ.get("RAY_ADDRESS"))
