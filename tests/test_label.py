@@ -5,6 +5,7 @@ weights are enough here: these tests check the pipeline, not the accuracy).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -60,17 +61,22 @@ def ray_head():
         subprocess.run(["rm", "-rf", temp])
 
 
-def _stop_own_ray(temp: str) -> None:
-    """Stop the processes of the head started on ``temp`` only (`ray stop` would stop every Ray on the
-    machine, other people's included): those whose command line names its temp dir or session."""
+def _stop_own_ray(*temps: str, grace: float = 3.0) -> None:
+    """Stop the processes of the nodes started on ``temps`` only (`ray stop` would stop every Ray on the
+    machine, other people's included): those whose command line names a temp dir or session. Raylets
+    first: they stop their workers and exit at once, while a GCS asked to stop beside its raylet waits;
+    what is left after ``grace`` seconds (the autoscaler monitor ignores SIGTERM) is killed."""
     import psutil
 
-    own = [p for p in psutil.process_iter(["cmdline"]) if temp in " ".join(p.info["cmdline"] or [])]
-    for p in own:
-        p.terminate()
-    _, alive = psutil.wait_procs(own, timeout=20)
-    for p in alive:
-        p.kill()
+    own = [p for p in psutil.process_iter(["cmdline"]) if any(t in " ".join(p.info["cmdline"] or []) for t in temps)]
+    raylets = [p for p in own if "raylet/raylet" in (p.info["cmdline"] or [""])[0]]
+    for group in (raylets, [p for p in own if p not in raylets]):
+        for p in group:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.terminate()
+        for p in psutil.wait_procs(group, timeout=grace)[1]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                p.kill()
 
 
 @pytest.fixture(scope="module")

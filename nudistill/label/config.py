@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from nudistill.errors import UserError
 
@@ -23,6 +23,9 @@ class LabelConfig:
     """GPUs per replica (fractions allowed: 0.5 puts two replicas on one GPU)."""
     cpus_per_replica: float | None = None
     """CPUs reserved per replica; default 1 with GPUs, else a share that leaves one CPU for reading."""
+    resources_per_replica: dict[str, float] = field(default_factory=dict)
+    """Custom Ray resources each replica reserves, e.g. teacher_slot=1 to place one replica on each node
+    that offers one (`ray start --resources`); a replica lost with its node restarts only where one is free."""
     batch_size: int = 16
     """Events per teacher call."""
     rationale: str = "fraction:0.1"
@@ -51,6 +54,9 @@ class LabelConfig:
             raise UserError(f"--gpus-per-replica must not be negative, got {self.gpus_per_replica}")
         if self.cpus_per_replica is not None and self.cpus_per_replica <= 0:
             raise UserError(f"--cpus-per-replica must be positive, got {self.cpus_per_replica}")
+        for name, amount in self.resources_per_replica.items():
+            if not isinstance(amount, (int, float)) or amount <= 0:
+                raise UserError(f"--resources-per-replica {name}={amount!r}: the amount must be a positive number")
         if self.batch_size < 1:
             raise UserError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.max_events is not None and self.max_events < 1:

@@ -15,6 +15,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
 from ray.data import ActorPoolStrategy, DataContext, Datasink
+from ray.data.exceptions import ExecutionTimeoutError
+from ray.exceptions import (LocalRayletDiedError, NodeDiedError, ObjectLostError, RayActorError, RaySystemError,
+                            WorkerCrashedError)
 
 from nudistill.config import config_dict
 from nudistill.errors import UserError
@@ -22,13 +25,18 @@ from nudistill.events import reason_of, resolve_files
 from nudistill.label.actor import BUSY, REPLICA, LabelActor, prefilter
 from nudistill.label.config import LabelConfig
 from nudistill.label.outdir import OutputDir
-from nudistill.label.plan import Locator, duplicate_rows, plan, read_units
+from nudistill.label.plan import Locator, Plan, duplicate_rows, plan, read_units
 from nudistill.label.quiet import drop_known_lines
 from nudistill.log import get_logger, say
 from nudistill.ray_start import ensure_ray  # also imported from here by bench/label*.py
 
 log = get_logger("label")
 MAX_BLOCK_ROWS = 512  # a block is the unit of commit: at most this many events are redone after a kill
+STOPPED = (ExecutionTimeoutError, NodeDiedError, ObjectLostError, RayActorError, WorkerCrashedError,
+           LocalRayletDiedError, RaySystemError)
+"""Failures of the cluster, not of the input: Ray gave up on the run (retries spent, no progress for
+``--no-progress-timeout``). A task error that wraps one of these is an instance of it too
+(``RayTaskError.as_instanceof_cause``). What was committed stays; a rerun resumes."""
 
 
 class LabelSink(Datasink):
@@ -111,12 +119,24 @@ def run_label(cfg: LabelConfig) -> dict:
     if todo.units:
         ds = read_dataset(todo.units, source.filesystem)
         cpus, threads = _resources(cfg)
-        with drop_known_lines():
-            _execute(ds, cfg, todo.done_rows, dup_rows, sink, threads, cpus)
+        try:
+            with drop_known_lines():
+                _execute(ds, cfg, todo.done_rows, dup_rows, sink, threads, cpus)
+        except STOPPED as exc:
+            log.info("Ray stopped the run", exc_info=True)
+            ray.shutdown()  # disconnect now: Ray's own reports of the failure come before our sentence, not after it
+            raise stopped(exc, plan(source, out, cfg.max_events)) from None
         plan(source, out, cfg.max_events)  # marks the files this run finished as done
     return summarise(cfg, out, n_in, teacher_id, processed=sum(sink.replicas.values()),
                      wall_s=time.perf_counter() - t0, replicas=sink.replicas, busy=sink.busy,
                      files_skipped=source.skipped_records())
+
+
+def stopped(exc: BaseException, now: Plan) -> UserError:
+    """One sentence for a run Ray could not finish: why, what is kept (``now``: a fresh plan), what to do."""
+    why = (str(exc).strip().splitlines() or [""])[0].split(". ")[0][:200]
+    return UserError(f"the run stopped before it finished ({type(exc).__name__}: {why}); {now.committed} of "
+                     f"{now.n_in} events are committed; rerun the same command to resume (finished work is kept)")
 
 
 def read_dataset(units: list[dict], filesystem):
@@ -134,7 +154,7 @@ def _execute(ds, cfg: LabelConfig, done, dup_rows, sink: LabelSink, threads: int
                         adapter=cfg.adapter, max_attempts=cfg.max_attempts, threads=threads,
                         fault_poison_event=cfg.fault_poison_event),
                     batch_size=cfg.batch_size, batch_format="pyarrow", compute=ActorPoolStrategy(size=cfg.replicas),
-                    num_gpus=cfg.gpus_per_replica or None, num_cpus=cpus)
+                    num_gpus=cfg.gpus_per_replica or None, num_cpus=cpus, resources=cfg.resources_per_replica or None)
        .write_datasink(sink))
 
 
