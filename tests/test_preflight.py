@@ -126,3 +126,27 @@ def test_with_the_flag_a_verb_goes_on_without_the_bad_files(verb, bad_dir, model
                        "--shifts", "nominal"],
     }[verb]
     assert main([*argv, "--skip-bad-files"]) == 0, capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_score_refuses_then_with_the_flag_scores_the_rest_and_lists_what_it_left_out(bad_dir, models, tmp_path,
+                                                                                     capsys):
+    import json
+
+    out = tmp_path / "scores.parquet"
+    argv = ["score", str(models / "model.onnx"), str(bad_dir), "--out", str(out)]
+    assert main(argv) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("nudistill score: error: ")
+    _assert_refusal(lines[0])
+    assert not out.exists()
+
+    assert main([*argv, "--skip-bad-files"]) == 0
+    said = capsys.readouterr().out
+    assert "scored 12 of 12 events" in said and "2 bad input file(s) skipped" in said, said
+    assert pq.read_table(out).column("event_id").to_pylist() == pq.read_table(
+        [bad_dir / "part-0.parquet", bad_dir / "part-3.parquet"]).column("event_id").to_pylist()
+    summary = json.loads((tmp_path / "_scores.summary.json").read_text())
+    assert {r["path"].rsplit("/", 1)[1]: r["reason"] for r in summary["files_skipped"]} == {
+        TRUNCATED: "not a Parquet file (truncated?)", OTHER: "missing columns height, width"}
+    assert json.loads((tmp_path / "_scores.config.json").read_text())["skip_bad_files"] is True

@@ -3,11 +3,14 @@
 Memory stays near one batch whatever the dataset size: events are read with
 :func:`nudistill.events.iter_batches` and each batch's scores are appended to the Parquet output at once.
 Every input row gives exactly one output row. A row that breaks contract 1 is not fatal: its row has
-``status = "error: <reason> (...)"`` and null scores, and it is counted in the summary.
+``status = "error: <reason> (...)"`` and null scores, and it is counted in the summary. A file that cannot
+be read as events is refused before any row is scored, or left out with ``--skip-bad-files`` and listed
+in the summary (``files_skipped``), which goes beside the output as ``_<name>.summary.json``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from dataclasses import dataclass
@@ -15,10 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from nudistill.errors import UserError
-from nudistill.events import Validator, check_schema, decode_views, iter_batches, resolve_dataset
+from nudistill.events import Validator, check_schema, decode_views, iter_batches, resolve_files
 from nudistill.log import get_logger, progress
 from nudistill.online.scorer import Scorer
 
@@ -74,10 +78,12 @@ def score_batch(scorer: Scorer, batch: pa.RecordBatch, validate: Validator, sche
 
 
 def score_dataset(model: str | Path, events: str, out: str | Path, batch_size: int = 64, threads: int = 1,
-                  limit: int | None = None) -> dict:
-    """Score ``events`` with ``model`` into the Parquet file ``out``; return a summary with error counts."""
+                  limit: int | None = None, skip_bad_files: bool = False) -> dict:
+    """Score ``events`` with ``model`` into the Parquet file ``out``; return a summary with error counts and
+    the input files left out (``skip_bad_files``; without it a bad file is a UserError naming it)."""
     scorer = Scorer(model, threads=threads)
-    in_schema = resolve_dataset(events).schema
+    files = resolve_files(events, skip_bad_files)  # every footer read before any row
+    in_schema = pads.dataset(files.paths, format="parquet", filesystem=files.filesystem).schema
     check_schema(in_schema, str(events))
     with_label = "label" in in_schema.names
     columns = ["event_id", "xz", "yz", "height", "width"] + (["label"] if with_label else [])
@@ -91,7 +97,8 @@ def score_dataset(model: str | Path, events: str, out: str | Path, batch_size: i
     rows = 0
     try:
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-            for batch in progress(iter_batches(events, batch_size, columns=columns, limit=limit),
+            for batch in progress(iter_batches(events, batch_size, columns=columns, limit=limit,
+                                               skip_bad_files=skip_bad_files),
                                   desc="score", unit="batch"):
                 table_batch, errors = score_batch(scorer, batch, validate, schema)
                 writer.write_batch(table_batch)
@@ -106,7 +113,8 @@ def score_dataset(model: str | Path, events: str, out: str | Path, batch_size: i
     for line in examples:
         log.warning("bad row %s", line)
     return {"events": rows, "scored": rows - sum(reasons.values()), "errors": dict(reasons),
-            "error_examples": examples, "model": str(scorer.path), "out": str(out)}
+            "error_examples": examples, "model": str(scorer.path), "out": str(out),
+            "files_skipped": files.skipped_records()}  # their events are not in "events"
 
 
 @dataclass
@@ -125,6 +133,8 @@ class ScoreConfig:
     """onnxruntime intra-op threads."""
     limit: int | None = None
     """Score only the first N rows (None: all)."""
+    skip_bad_files: bool = False
+    """Score the other files when some cannot be read as events (the summary lists them); else refuse."""
 
     def __post_init__(self):
         for flag, value in (("--batch-size", self.batch_size), ("--threads", self.threads), ("--limit", self.limit)):
@@ -133,14 +143,21 @@ class ScoreConfig:
 
 
 def run_score(cfg: ScoreConfig) -> dict:
-    """Score ``cfg.events`` into ``cfg.out`` and write the config beside it (an underscore name, which dataset
-    readers skip); return the summary. A model file that breaks contract 3 is a UserError."""
+    """Score ``cfg.events`` into ``cfg.out`` and write the config and the summary beside it (underscore names,
+    which dataset readers skip); return the summary. A model file that breaks contract 3 is a UserError."""
     from nudistill.config import save_config
 
     try:
-        summary = score_dataset(cfg.model, cfg.events, cfg.out, cfg.batch_size, cfg.threads, cfg.limit)
+        summary = score_dataset(cfg.model, cfg.events, cfg.out, cfg.batch_size, cfg.threads, cfg.limit,
+                                cfg.skip_bad_files)
     except ValueError as exc:  # the scorer's contract checks on the model file
         raise UserError(str(exc)) from None
-    out = Path(cfg.out)
-    save_config(cfg, out.parent / f"_{out.stem}.config.json")
+    save_config(cfg, beside(cfg.out, "config"))
+    beside(cfg.out, "summary").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return summary
+
+
+def beside(out: str | Path, kind: str) -> Path:
+    """``_<name>.<kind>.json`` next to the scores file ``out`` (its config, its summary)."""
+    out = Path(out)
+    return out.parent / f"_{out.stem}.{kind}.json"
