@@ -4,7 +4,7 @@ without the cached prompt prefix.
 (a)  paper: one event at a time; the label by constrained generation (each class phrase scored with its
      own full forward, image re-encoded each time), then its rationale with ``model.generate``;
 (b0) batched, prefix not cached: ``Teacher.score`` with ``use_prefix_cache`` off (vision once per event,
-     the whole prompt once per event, its KV cache shared by the 3 phrases);
+     the whole prompt and the 3 phrases packed behind it in one forward per event);
 (b)  batched: ``Teacher.score`` as it labels, the prompt's text before the images run once per teacher;
 (c)  (b) plus rationales for 10% of events (``Teacher.label`` with ``fraction:0.1``).
 Same events, same teacher object, one run. Prints JSON with events/s and the ratios to (a) (target: b/a >= 25

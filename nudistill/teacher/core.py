@@ -5,11 +5,11 @@ Views are (B, 2, H, W) uint8 numpy arrays (XZ, YZ) at any resolution. Work runs 
 ``batch_size`` events; each chunk encodes its images and prompt once.
 
 Constrained scoring sums the log-probs of each full label phrase after the forced answer prefix. For B
-events and K classes the expensive parts run once per event, not once per candidate: the vision tower
-(its ``cross_attention_states`` are reused) and the prompt (its KV cache, repeated K times for the K
-short continuations). Only the phrase tokens run K times. The prompt's text before the first image (the
-physics context) runs once per Teacher, not per event (:mod:`.prefix`): each batch starts from a copy of
-its keys and values.
+events and K classes the expensive parts run once per event, not once per candidate: the vision tower and
+the prompt. One forward runs the prompt with the K phrases packed behind it, an attention mask keeping
+each phrase to the prompt and its own earlier tokens (:func:`phrase_inputs`); a phrase's last token is
+left out, as it predicts nothing scored. The prompt's text before the first image (the physics context)
+runs once per Teacher, not per event (:mod:`.prefix`): each batch starts from a copy of its keys and values.
 
 Rationales cost far more than scores (tens of decoding steps against one pass), so a labelling run
 chooses which events get one (:class:`RationalePolicy`): ``all``, ``none``, ``below:<confidence>`` or
@@ -96,50 +96,67 @@ def vision_states(model, batch: dict) -> torch.Tensor:
 def forward_after(net, inputs: dict, states: torch.Tensor, prefix: PrefixCache | None, **kwargs):
     """``net`` on full-length ``inputs`` (input_ids, attention_mask, cross_attention_mask, optionally
     position_ids) with the image tokens ``states`` and a new KV cache; with ``prefix``, which the inputs start
-    with, only the tokens after it run, on a copy of its cache (positions and attention mask stay full-length)."""
+    with, only the tokens after it run, on a copy of its cache (positions and a 2-D attention mask stay
+    full-length; a 4-D one keeps the rows of the tokens that run)."""
     if prefix is None:
         return net(**inputs, cross_attention_states=states, use_cache=True, **kwargs)
-    ids, p = inputs["input_ids"], prefix.length
+    ids, mask, p = inputs["input_ids"], inputs["attention_mask"], prefix.length
     pos = inputs.get("position_ids")
     if pos is None:
         pos = torch.arange(ids.shape[1], device=ids.device).expand(len(ids), -1)
-    return net(input_ids=ids[:, p:], attention_mask=inputs["attention_mask"], position_ids=pos[:, p:],
-               cross_attention_mask=inputs["cross_attention_mask"][:, p:], past_key_values=prefix.expand(len(ids)),
-               cross_attention_states=states, use_cache=True, **kwargs)
+    return net(input_ids=ids[:, p:], attention_mask=mask[:, :, p:] if mask.dim() == 4 else mask,
+               position_ids=pos[:, p:], cross_attention_mask=inputs["cross_attention_mask"][:, p:],
+               past_key_values=prefix.expand(len(ids)), cross_attention_states=states, use_cache=True, **kwargs)
 
 
-@torch.no_grad()
-def prompt_pass(model, batch: dict, states: torch.Tensor, prefix: PrefixCache | None = None):
-    """Run prompt + answer prefix (after the cached ``prefix`` when given); return (log-probs of the next
-    token (B, V) float32, KV cache)."""
-    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "cross_attention_mask")}
-    out = forward_after(base_model(model), inputs, states, prefix, logits_to_keep=1)
-    return torch.log_softmax(out.logits[:, -1].float(), dim=-1), out.past_key_values
+def packed_phrases(table: PhraseTable) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every phrase's tokens but its last (which predicts nothing scored), one phrase after another: ids,
+    phrase and place in it, each (Lq,); and (K, Lc) ``source``, the row of [the prompt's last token, the
+    packed tokens] whose logits predict each phrase token."""
+    ids: list[int] = []
+    phrase: list[int] = []
+    place: list[int] = []
+    source = torch.zeros_like(table.ids)
+    for k, tokens in enumerate(table.tokens):
+        source[k, 1: len(tokens)] = torch.arange(len(ids) + 1, len(ids) + len(tokens))
+        ids += tokens[:-1]
+        phrase += [k] * (len(tokens) - 1)
+        place += range(len(tokens) - 1)
+    return torch.tensor(ids, dtype=torch.long), torch.tensor(phrase), torch.tensor(place), source
+
+
+def phrase_inputs(batch: dict, table: PhraseTable, dtype: torch.dtype) -> tuple[dict, torch.Tensor]:
+    """Full-length inputs for the prompt followed by the packed phrases (:func:`packed_phrases`), and their
+    ``source``. The additive (B, 1, L, L) attention mask lets a phrase token see the prompt and its own
+    phrase's earlier tokens only; it sits at the position it would have right after the prompt, and sees
+    the images as the prompt's last token does: each phrase is scored as if it ran alone after the prompt."""
+    ids, attn, xmask = batch["input_ids"], batch["attention_mask"], batch["cross_attention_mask"]
+    (b, lp), device = ids.shape, ids.device
+    fed, phrase, place, source = (t.to(device) for t in packed_phrases(table))
+    lq = len(fed)
+    seen = torch.ones(lp + lq, lp + lq, dtype=torch.bool, device=device).tril()  # (L, L) causal
+    seen[lp:, lp:] &= phrase[:, None] == phrase[None, :]
+    if not bool(attn.all()):  # a padded prompt: (B, L, L), no token sees a pad
+        seen = seen & torch.cat([attn.bool(), attn.new_ones(b, lq, dtype=torch.bool)], 1)[:, None]
+    mask = torch.zeros(seen.shape, dtype=dtype, device=device).masked_fill_(~seen, torch.finfo(dtype).min)
+    mask = mask.view(-1, 1, lp + lq, lp + lq).expand(b, -1, -1, -1)  # (B, 1, L, L)
+    inputs = dict(input_ids=torch.cat([ids, fed.expand(b, -1)], 1), attention_mask=mask,
+                  position_ids=torch.cat([torch.arange(lp, device=device), lp + place]).expand(b, -1),
+                  cross_attention_mask=torch.cat([xmask, xmask[:, -1:].expand(-1, lq, -1, -1)], 1))
+    return inputs, source
 
 
 @torch.no_grad()
 def phrase_logprobs(model, batch: dict, states: torch.Tensor, table: PhraseTable,
                     prefix: PrefixCache | None = None) -> torch.Tensor:
-    """Summed log-probs of each label phrase (and its period): (B, K) float32."""
-    b, lp = batch["input_ids"].shape
-    k, lc = table.ids.shape
-    device = batch["input_ids"].device
-    first, cache = prompt_pass(model, batch, states, prefix)
-    cand, cmask = table.ids.to(device), table.mask.to(device)  # (K, Lc)
-    total = first[:, cand[:, 0]]  # (B, K): log p(first phrase token | prefix)
-    if lc > 1:
-        cache.batch_repeat_interleave(k)  # rows become event-major: b*K + k
-        ids = cand.repeat(b, 1)  # (B*K, Lc)
-        attn = torch.cat([batch["attention_mask"].repeat_interleave(k, 0), cmask.repeat(b, 1)], dim=1)
-        pos = (lp + torch.arange(lc, device=device)).expand(b * k, lc)
-        xmask = batch["cross_attention_mask"][:, -1:].repeat_interleave(k, 0).expand(-1, lc, -1, -1)
-        out = base_model(model)(input_ids=ids, attention_mask=attn, position_ids=pos, cross_attention_mask=xmask,
-                                past_key_values=cache, use_cache=True)
-        logp = torch.log_softmax(out.logits[:, :-1].float(), dim=-1)  # (B*K, Lc-1, V)
-        nxt = ids[:, 1:]
-        tok = logp.gather(-1, nxt.unsqueeze(-1)).squeeze(-1) * cmask.repeat(b, 1)[:, 1:]
-        total = total + tok.sum(-1).view(b, k)
-    return total
+    """Summed log-probs of each label phrase (and its period): (B, K) float32, from one forward over the
+    prompt (after the cached ``prefix`` when given) and every phrase behind it (:func:`phrase_inputs`)."""
+    inputs, source = phrase_inputs(batch, table, states.dtype)
+    lq = inputs["input_ids"].shape[1] - batch["input_ids"].shape[1]
+    out = forward_after(base_model(model), inputs, states, prefix, logits_to_keep=lq + 1)
+    logp = torch.log_softmax(out.logits.float(), dim=-1)  # (B, 1 + Lq, V): the prompt's last token, the phrases
+    ids, mask = table.ids.to(logp.device), table.mask.to(logp.device)
+    return (logp[:, source.to(logp.device), ids] * mask).sum(-1)  # (B, K, Lc) -> (B, K)
 
 
 @torch.no_grad()

@@ -5,9 +5,8 @@ Every token before the first ``<|image|>`` has an all-zero cross-attention mask,
 row masking (:mod:`.xattn`) it passes the cross-attention layers unchanged, so its self-attention keys and
 values are the same for every event. :class:`PrefixCache` holds them for one copy of the prefix, from a
 text-only pass (which skips the cross-attention layers). Each batch gets a fresh ``DynamicCache`` holding
-B copies of them: ``DynamicLayer.update`` concatenates, so the forward calls that extend that cache (and
-``batch_repeat_interleave``) never write into the stored tensors. Only the tokens from the first image on
-run per event.
+B copies of them: ``DynamicLayer.update`` concatenates, so the forward calls that extend that cache never
+write into the stored tensors. Only the tokens from the first image on run per event.
 
 :func:`build_prefix_cache` checks that claim before any batch relies on it, on two probe events that differ:
 the prefix token ids are the same for both and come before the first image token, their cross-attention
