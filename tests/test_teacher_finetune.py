@@ -75,6 +75,15 @@ def test_lora_adapter_round_trip(base_dir, sim_dir, tmp_path):
     assert len({plain.teacher_id, a.teacher_id}) == 2
 
 
+def test_finetune_on_two_sets_sharing_event_ids(base_dir, sim_dir, tmp_path):
+    """The same events under a second readout: each set is checked on its own, so repeated ids are not refused."""
+    result = run_finetune(FinetuneConfig(base=str(base_dir), events=str(sim_dir), more_events=[str(sim_dir)],
+                                         out=str(tmp_path / "two"), mode="full", max_steps=1, batch_size=4, limit=6))
+    assert result.events == 12 and result.steps == 1
+    saved = json.loads((tmp_path / "two" / "finetune_config.json").read_text())
+    assert saved["more_events"] == [str(sim_dir)]
+
+
 def test_4bit_loads_and_scores_close_to_fp32(base_dir, sim_dir):
     views = load_labelled(sim_dir, limit=6).views
     fp32 = load_teacher(base_dir, device="cpu")

@@ -19,8 +19,8 @@ def simulate(run: Path, cfg: DemoConfig, done: dict) -> dict:
     """Train, calibration and test sets: disjoint slices of one simulated run, read out by the nominal detector.
 
     With ``train_detector=randomized`` the train events are also written read out by a randomised
-    detector (one draw per event; the simulator gives an event the same physics under either), for the
-    teacher's fine-tune on truth. The teacher labels the nominal train events and the student learns
+    detector (one draw per event; the simulator gives an event the same physics under either): the
+    teacher fine-tunes on truth over both. The teacher labels the nominal train events and the student learns
     those labels through the same detector randomisation as augmentation: an NC event with a cosmic
     muon overlaid keeps its clean NC target instead of the numu_cc the teacher may call it.
     """
@@ -48,7 +48,11 @@ def _simulate_set(sim) -> str:
 
 
 def teacher(run: Path, cfg: DemoConfig, done: dict) -> dict:
-    """Build the tiny Mllama teacher and fine-tune it (full, from scratch) on the train set's truth."""
+    """Build the tiny Mllama teacher and fine-tune it (full, from scratch) on the train set's truth: each event
+    read out by the nominal detector and, with ``train_detector=randomized``, once more by a randomised one.
+
+    Both readouts, not the randomised one alone: on the default demo the teacher's calibration-set accuracy
+    rose from 0.817 to 0.867 (NLL 0.483 -> 0.356), same steps, same events."""
     from nudistill.teacher.finetune import FinetuneConfig
     from nudistill.teacher.stages import TeacherInitConfig, finetune_teacher, run_init
 
@@ -58,7 +62,9 @@ def teacher(run: Path, cfg: DemoConfig, done: dict) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
         run_init(TeacherInitConfig(out=str(tmp)))
         tmp.rename(base)
-    ft = FinetuneConfig(base=str(base), events=done["simulate"]["teacher_train"], out=str(run / "teacher" / "model"),
+    sets = done["simulate"]
+    randomized = [sets["teacher_train"]] if sets["teacher_train"] != sets["train"] else []
+    ft = FinetuneConfig(base=str(base), events=sets["train"], more_events=randomized, out=str(run / "teacher" / "model"),
                         mode="full", max_steps=cfg.teacher_steps, epochs=1000.0, batch_size=16,
                         vision_warmup=cfg.vision_warmup)
     result = finetune_teacher(ft)

@@ -28,6 +28,15 @@ class Labelled:
     def __len__(self) -> int:
         return len(self.y)
 
+    @staticmethod
+    def join(parts: list[Labelled]) -> Labelled:
+        """One set holding every event of ``parts``, in order (views must share their size)."""
+        if len(parts) == 1:
+            return parts[0]
+        return Labelled(np.concatenate([p.views for p in parts]), np.concatenate([p.y for p in parts]),
+                        [r for p in parts for r in p.rationale], [c for p in parts for c in p.concepts],
+                        [e for p in parts for e in p.event_id])
+
     def take(self, idx) -> Labelled:
         idx = np.asarray(idx)
         return Labelled(self.views[idx], self.y[idx], [self.rationale[i] for i in idx],

@@ -35,6 +35,10 @@ class FinetuneConfig:
     """Teacher directory or hub id to start from."""
     events: str = ""
     """Labelled events (contract 1 with label and, ideally, rationale columns)."""
+    more_events: list[str] = field(default_factory=list)
+    """Further labelled sets trained on with ``events`` (comma-separated), e.g. the same events read out by a
+    randomised detector (``nudistill simulate --detector randomized``): each set is checked on its own, so
+    an event may appear once in each."""
     out: str = ""
     """Output teacher directory (checkpoints live in out/checkpoint)."""
     mode: str = "lora"
@@ -46,7 +50,7 @@ class FinetuneConfig:
     lora_dropout: float = 0.05
     """Dropout on the LoRA input."""
     limit: int | None = None
-    """Use at most this many events (None: all)."""
+    """Use at most this many events of each set (None: all)."""
     epochs: float = 1.0
     """Passes over the events (fractions allowed)."""
     max_steps: int | None = None
@@ -88,7 +92,7 @@ class FinetuneConfig:
     def fingerprint(self) -> dict:
         """The settings a resumed run must share with the interrupted one."""
         d = config_dict(self)
-        return {k: d[k] for k in ("base", "events", "mode", "lora_r", "lora_alpha", "limit", "batch_size", "lr",
+        return {k: d[k] for k in ("base", "events", "more_events", "mode", "lora_r", "lora_alpha", "limit", "batch_size", "lr",
                                   "image_lr_scale", "vision_warmup", "rationale",
                                   "seed")}
 
@@ -112,7 +116,7 @@ def run_finetune(cfg: FinetuneConfig, eval_fn=None, eval_every: int | None = Non
     """
     import torch
 
-    from nudistill.teacher.data import load_labelled
+    from nudistill.teacher.data import Labelled, load_labelled
     from nudistill.teacher.loading import default_device
     from nudistill.teacher.trainer import Trainer, warm_up_vision
 
@@ -121,7 +125,8 @@ def run_finetune(cfg: FinetuneConfig, eval_fn=None, eval_every: int | None = Non
     out = Path(cfg.out)
     device = default_device(cfg.device)
     trainer = Trainer.build(cfg, device)
-    data = load_labelled(cfg.events, limit=cfg.limit, view_size=trainer.spec.view_size)
+    data = Labelled.join([load_labelled(uri, limit=cfg.limit, view_size=trainer.spec.view_size)
+                          for uri in [cfg.events, *cfg.more_events]])
     steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
     total = cfg.max_steps or max(1, int(round(cfg.epochs * steps_per_epoch)))
     trainer.schedule(total)
