@@ -20,8 +20,8 @@ def simulate(run: Path, cfg: DemoConfig, done: dict) -> dict:
 
     With ``train_detector=randomized`` the train events are also written read out by a randomised
     detector (one draw per event; the simulator gives an event the same physics under either): the
-    teacher fine-tunes on truth over both. The teacher labels the nominal train events and the student learns
-    those labels through the same detector randomisation as augmentation: an NC event with a cosmic
+    teacher fine-tunes on truth over both. The teacher labels the nominal train events and the student
+    learns those labels through the same detector randomisation as augmentation: an NC event with a cosmic
     muon overlaid keeps its clean NC target instead of the numu_cc the teacher may call it.
     """
     from nudistill.simulate import SimConfig
@@ -63,8 +63,9 @@ def teacher(run: Path, cfg: DemoConfig, done: dict) -> dict:
         run_init(TeacherInitConfig(out=str(tmp)))
         tmp.rename(base)
     sets = done["simulate"]
-    randomized = [sets["teacher_train"]] if sets["teacher_train"] != sets["train"] else []
-    ft = FinetuneConfig(base=str(base), events=sets["train"], more_events=randomized, out=str(run / "teacher" / "model"),
+    randomized = [sets["teacher_train"]] if cfg.train_detector == "randomized" else []
+    ft = FinetuneConfig(base=str(base), events=sets["train"], more_events=randomized,
+                        out=str(run / "teacher" / "model"),
                         mode="full", max_steps=cfg.teacher_steps, epochs=1000.0, batch_size=16,
                         vision_warmup=cfg.vision_warmup)
     result = finetune_teacher(ft)

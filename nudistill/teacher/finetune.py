@@ -92,9 +92,8 @@ class FinetuneConfig:
     def fingerprint(self) -> dict:
         """The settings a resumed run must share with the interrupted one."""
         d = config_dict(self)
-        return {k: d[k] for k in ("base", "events", "more_events", "mode", "lora_r", "lora_alpha", "limit", "batch_size", "lr",
-                                  "image_lr_scale", "vision_warmup", "rationale",
-                                  "seed")}
+        return {k: d[k] for k in ("base", "events", "more_events", "mode", "lora_r", "lora_alpha", "limit",
+                                  "batch_size", "lr", "image_lr_scale", "vision_warmup", "rationale", "seed")}
 
 
 @dataclass
