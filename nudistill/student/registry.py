@@ -2,7 +2,7 @@
 
 Each entry is a function returning the default :class:`StudentConfig` fields of one student, including its
 input size and preprocessing. Latencies quoted below are ONNX Runtime, fp32, batch 1, one thread, 512²
-two views on this 2-core machine (``bench/online.py`` measures them for every entry).
+two views on this 2-core machine (``bench/online.py`` measures them for every entry; these on 2026-11-24).
 """
 
 from __future__ import annotations
@@ -27,9 +27,10 @@ def _lean(**changes) -> dict:
     # meanmax pooling: +0.014 concept macro AUC on 512² simulated events (bench/distill.py, 4 epochs).
     # Two lit neighbours after the 2x pool (README "Robustness"): on the default demo's labels, with the
     # 1.5-4 sigma threshold range, 1 % noise hits -0.014 (was -0.10), noise RMS 2/4 -0.04/-0.06 (was -0.12).
-    # No squeeze-and-excitation: on the default demo's labels (8 epochs) it changed nothing measurable (test
-    # 0.884 without, 0.886 with; cosmics and noise shifts within 0.012), while ORT runs its channel means and
-    # gates outside the blocked NCHWc layout: p50 1.14 ms without against 1.38 ms with (bench/online.py --set se=false).
+    # No squeeze-and-excitation: on the default demo's labels (8 epochs, one training each) test 0.884 without,
+    # 0.886 with, cosmics within 0.004 (the noise RMS 4 ADC shift spreads -0.008..-0.072 over trainings of
+    # either); ORT runs SE's channel means and gates outside its blocked NCHWc layout: lean_pool4 p50 1.14 ms
+    # without against 1.38 ms with, lean_stride4 5.3 against 6.4-6.7 ms (bench/online.py --set se=...).
     return dict(width_mult=0.5, stages=LEAN_STAGES, last_channels=256, head_hidden=128, shared=True, se=False,
                 global_pool="meanmax", isolated_filter=1, isolated_min_neighbours=2) | changes
 
@@ -77,23 +78,24 @@ def siamese_mbv2() -> dict:
 
 @register
 def lean_stride4() -> dict:
-    """Full-resolution input, stride-4 stem, width 0.5, shared weights (~0.09 GMAC; p50 ~3.5 ms, p99 ~4.3 ms)."""
+    """Full-resolution input, stride-4 stem, width 0.5, shared weights (~0.09 GMAC; p50 ~5.3 ms, p99 6.4-8.5 ms)."""
     return _lean(pool=1, stem_stride=4)
 
 
 @register
 def lean_pool4() -> dict:
-    """The default: max-pool 512² -> 128² inside forward, then the lean net (trains ~16x faster than lean_stride4)."""
+    """The default: max-pool 512² -> 128² inside forward, then the lean net (trains ~16x faster than lean_stride4;
+    p50 ~1.15 ms, p99 1.26-1.37 ms untrained)."""
     return _lean(pool=4, stem_stride=2, isolated_filter=2)
 
 
 @register
 def lean_pool2() -> dict:
-    """Max-pool 512² -> 256², stride-2 stem: more resolution than the default, ~4x its compute."""
+    """Max-pool 512² -> 256², stride-2 stem: more resolution than the default, ~4x its compute (p50 ~3.8 ms)."""
     return _lean(pool=2, stem_stride=2, isolated_filter=2)
 
 
 @register
 def tiny_pool8() -> dict:
-    """Max-pool 512² -> 64², the cheapest student: for the trade-off table and fast tests."""
+    """Max-pool 512² -> 64², the cheapest student: for the trade-off table and fast tests (p50 ~0.6 ms)."""
     return _lean(pool=8, stem_stride=2, stages=LEAN_STAGES[:-1], last_channels=128, head_hidden=64, isolated_filter=2)
