@@ -48,7 +48,7 @@ class DistillConfig:
     shuffle_buffer: int = 256
     """Events in the streaming shuffle buffer."""
     bn_recalibration_batches: int = 20
-    """Training batches used to recompute BatchNorm statistics before each validation (0 = off)."""
+    """Augmented training batches used to recompute BatchNorm statistics before each validation (0 = off)."""
     seed: int = 0
     """Seed of initialisation, shuffling and augmentation."""
     device: str = "auto"

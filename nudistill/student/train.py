@@ -121,7 +121,12 @@ def train_loop(config: dict, hooks: Hooks) -> dict:
 
 
 def _loaders(cfg: DistillConfig, spec: DataSpec, index, hooks: Hooks, device: torch.device) -> dict:
-    """Train (augmented, shuffled), calibration (plain train stream) and validation loaders."""
+    """Train and BatchNorm-calibration loaders (both augmented: BN statistics must describe the randomised
+    readouts the weights learned, not clean events alone) and the validation loader (plain).
+
+    With statistics from clean batches, the shipped epoch's accuracy under 4 ADC noise at a 2-sigma threshold
+    swung between -0.008 and -0.106 across runs and epochs of one recipe (the default demo's labels); from
+    augmented batches one run's best and last epochs lost 0.024 and 0.012, at the same nominal accuracy."""
     n_workers = cfg.loader_workers if cfg.loader_workers >= 0 else (2 if device.type == "cuda" else 0)
     kw = dict(batch_size=cfg.batch_size, num_workers=n_workers, pin_memory=device.type == "cuda",
               persistent_workers=False)
@@ -129,7 +134,7 @@ def _loaders(cfg: DistillConfig, spec: DataSpec, index, hooks: Hooks, device: to
     aug = DetectorAugment() if cfg.augment else None
     return {
         "train": torch.utils.data.DataLoader(DistillDataset(spec, index, "train", aug, cfg.shuffle_buffer, **shard), **kw),
-        "calib": torch.utils.data.DataLoader(DistillDataset(spec, index, "train", None, cfg.shuffle_buffer, **shard), **kw),
+        "calib": torch.utils.data.DataLoader(DistillDataset(spec, index, "train", aug, cfg.shuffle_buffer, **shard), **kw),
         "val": torch.utils.data.DataLoader(DistillDataset(spec, index, "val", None, 0, **shard), **kw),
     }
 
