@@ -28,9 +28,10 @@ def _lean(**changes) -> dict:
     # Two lit neighbours after the 2x pool (README "Robustness"): on the default demo's labels, with the
     # 1.5-4 sigma threshold range, 1 % noise hits -0.014 (was -0.10), noise RMS 2/4 -0.04/-0.06 (was -0.12).
     # No squeeze-and-excitation: on the default demo's labels (8 epochs, one training each) test 0.884 without,
-    # 0.886 with, cosmics within 0.004 (the noise RMS 4 ADC shift spreads -0.008..-0.072 over trainings of
-    # either); ORT runs SE's channel means and gates outside its blocked NCHWc layout: lean_pool4 p50 1.14 ms
-    # without against 1.38 ms with, lean_stride4 5.3 against 6.4-6.7 ms (bench/online.py --set se=...).
+    # 0.886 with, cosmics within 0.004 (the noise RMS 4 ADC shift spread -0.008..-0.072 over trainings of
+    # either while BN statistics came from clean batches); ORT runs SE's channel means and gates outside its
+    # blocked NCHWc layout: lean_pool4 p50 1.14 ms without against 1.38 ms with, lean_stride4 5.3 against
+    # 6.4-6.7 ms (bench/online.py --set se=...).
     return dict(width_mult=0.5, stages=LEAN_STAGES, last_channels=256, head_hidden=128, shared=True, se=False,
                 global_pool="meanmax", isolated_filter=1, isolated_min_neighbours=2) | changes
 
