@@ -13,7 +13,7 @@ from nudistill import CLASSES
 from nudistill.errors import UserError
 from nudistill.teacher import RationalePolicy, Teacher, TeacherSpec, load_teacher
 from nudistill.teacher.core import unshared_phrase_logprobs
-from nudistill.teacher.inputs import ANSWER_PREFIX, encode_prompt, phrase_table, pool_views
+from nudistill.teacher.inputs import ANSWER_PREFIX, encode_prompt, max_pool, phrase_table
 from nudistill.teacher.tiny import TinyConfig, build_tiny_teacher
 
 RATIONALES = [
@@ -188,11 +188,11 @@ def test_rationale_policy():
 def test_pooling_keeps_one_pixel_tracks():
     views = np.zeros((1, 2, 512, 512), np.uint8)
     views[0, 0, 200, :] = 40  # a one-pixel-wide MIP track at ~40 ADC
-    pooled = pool_views(views, 128)
+    pooled = max_pool(views, 128)
     assert pooled.shape == (1, 2, 128, 128)
     assert pooled[0, 0, 50].min() == 40 and pooled[0, 1].max() == 0
     small = np.ones((1, 2, 64, 64), np.uint8)
-    assert pool_views(small, 128) is small
+    assert max_pool(small, 128) is small
 
 
 @pytest.mark.parametrize("density", [0.005, 0.6])  # per lit pixel; over the whole map
@@ -206,7 +206,7 @@ def test_pooling_is_the_filter_then_a_max_pool(density, side, size):
     views = views.astype(np.uint8)
     views[0, 0, 7, 3:side - 3] = 40  # a track, so some hits stay
     ref = torch.nn.functional.adaptive_max_pool2d(torch.from_numpy(suppress_isolated(views)).float(), size)
-    assert np.array_equal(pool_views(views, size), ref.to(torch.uint8).numpy())
+    assert np.array_equal(max_pool(views, size), ref.to(torch.uint8).numpy())
 
 
 def test_bad_views_and_spec_rejected(teacher, tiny_dir, tmp_path):
