@@ -12,9 +12,10 @@ a segment as cosmic when both its ends touch the frame's border, or when its z r
 the other view and together they touch the border at both ends. :func:`remove_cosmics` clears the tagged
 pixels.
 
-Measured on the default demo's test events at the teacher's 128 px views (README "Robustness"): it clears
-88 % of the pixels of one overlaid muon and 90 % of three, and 0.4 % of neutrino pixels of events without
-one, in 2-4 ms per event. Numpy only, any H x W.
+Measured on 120 of the default demo's test events at the teacher's 128 px views (README "Robustness"): it
+clears 88 % of the pixels of one overlaid muon and 90 % of three, and of the neutrino's other pixels 0.4 %
+(no muon), 1.4 % (one) and 4.6 % (three), in 1.8, 2.2 and 3.1 ms per event on one core; 3.1 ms on
+randomised readouts. Numpy only, any H x W.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def _longest_run(covered: np.ndarray, gap: int) -> tuple[int, int]:
     if not len(idx):
         return 0, 0
     breaks = np.flatnonzero(np.diff(idx) > gap + 1)
-    starts, stops = np.r_[idx[0], idx[breaks + 1]], np.r_[idx[breaks], idx[-1]] + 1
+    starts = np.concatenate(([idx[0]], idx[breaks + 1]))
+    stops = np.concatenate((idx[breaks], [idx[-1]])) + 1
     k = int(np.argmax(stops - starts))
     return int(starts[k]), int(stops[k])
 
@@ -95,7 +97,8 @@ def segments(lit: np.ndarray, min_len: int, gap: int = 3, max_segments: int = 6)
         if chord is None:
             continue
         (px, py), (qx, qy) = chord
-        t = np.linspace(0.0, 1.0, int(math.ceil(math.dist((px, py), (qx, qy)))) + 1)
+        n = int(math.ceil(math.dist((px, py), (qx, qy)))) + 1
+        t = np.arange(n) / max(n - 1, 1)
         sx, sy = np.rint(px + t * (qx - px)).astype(int), np.rint(py + t * (qy - py)).astype(int)
         covered = near[sy, sx]
         a, z = _longest_run(covered, gap)
@@ -103,10 +106,12 @@ def segments(lit: np.ndarray, min_len: int, gap: int = 3, max_segments: int = 6)
             continue
         sy, sx = sy[a:z], sx[a:z]
         out.append((sy, sx))
-        taken = np.zeros_like(lit)
-        taken[sy, sx] = True
-        sel = dilate(dilate(taken))[ys, xs]
-        if sel.any():  # the segment's pixels stop voting
+        # the segment's pixels (within 2 px of it) stop voting
+        c, s_ = _COS[ti], _SIN[ti]
+        along = ys * c - xs * s_
+        lo, hi = sorted((float(sy[0] * c - sx[0] * s_), float(sy[-1] * c - sx[-1] * s_)))
+        sel = (np.abs(xs * c + ys * s_ - (rho - diag)) <= 2.5) & (along >= lo - 2.5) & (along <= hi + 2.5)
+        if sel.any():
             f = flat[sel].ravel()
             for df in (-1, 0, 1):
                 np.subtract.at(votes, np.clip(f + df, 0, len(votes) - 1), 1)
