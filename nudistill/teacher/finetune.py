@@ -134,8 +134,7 @@ def run_finetune(cfg: FinetuneConfig, eval_fn=None, eval_every: int | None = Non
     t0 = time.perf_counter() - (history[-1]["seconds"] if history else 0.0)
     c0 = time.process_time() - (history[-1]["cpu_seconds"] if history else 0.0)
     if step == 0 and cfg.vision_warmup:
-        losses = warm_up_vision(trainer.model, trainer.processor, data, trainer.spec.view_size, cfg.vision_warmup,
-                                seed=cfg.seed)
+        losses = warm_up_vision(trainer.model, trainer.processor, data, cfg.vision_warmup, seed=cfg.seed)
         log.info("vision warm-up: loss %.3f -> %.3f", losses[0], losses[-1])
     bar = progress(total=total, initial=step, desc="finetune", unit="step")
     while step < total:

@@ -164,13 +164,15 @@ class PromptEncoder:
     tiles on 512 px views, which the processor resizes).
     """
 
-    def __init__(self, processor, prompt: str, view_size: int | None):
-        self.processor, self.prompt, self.view_size = processor, prompt, view_size
+    def __init__(self, processor, prompt: str, view_size: int | None, prepared: bool = False):
+        """``prepared``: the views arrive as :func:`pool_views` returns them (a fine-tune's loaded events), so
+        they are not pooled and cleared again on every step."""
+        self.processor, self.prompt, self.view_size, self.prepared = processor, prompt, view_size, prepared
         self._templates: dict[tuple[int, int], dict] = {}  # per view shape: one event's processor output
         self._fast_for: dict[tuple[int, int], bool] = {}
 
     def __call__(self, views: np.ndarray) -> dict:
-        views = pool_views(check_views(views), self.view_size)
+        views = check_views(views) if self.prepared else pool_views(check_views(views), self.view_size)
         shape = views.shape[2:]
         if shape not in self._fast_for:
             self._fast_for[shape] = self._fast_matches(views[:2])

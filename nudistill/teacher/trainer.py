@@ -28,7 +28,7 @@ from nudistill.events import concepts_to_multi_hot
 from nudistill.log import progress
 from nudistill.teacher.core import Teacher, base_model
 from nudistill.teacher.data import Labelled
-from nudistill.teacher.inputs import PromptEncoder, build_prompt, phrase_table, pool_views, to_images
+from nudistill.teacher.inputs import PromptEncoder, build_prompt, phrase_table, to_images
 from nudistill.teacher.spec import TeacherSpec
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "fc1", "fc2"]
@@ -43,7 +43,7 @@ class Trainer:
         self.base_dir, self.device = base_dir, device
         self.tokenizer = processor.tokenizer
         self.prompt = build_prompt(processor)
-        self.encode = PromptEncoder(processor, self.prompt, spec.view_size)
+        self.encode = PromptEncoder(processor, self.prompt, spec.view_size, prepared=True)  # data.py pooled them
         self.table = phrase_table(self.tokenizer, spec.phrases())
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optim = torch.optim.AdamW(_param_groups(model, cfg), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -194,9 +194,9 @@ def _param_groups(model, cfg) -> list[dict]:
     return groups
 
 
-def vision_tokens(model, processor, views: np.ndarray, view_size: int | None) -> torch.Tensor:
-    """Vision tower output for (B, 2, H, W) views: (B, 2 * tiles * patches, D_vision_out)."""
-    enc = processor.image_processor(images=to_images(pool_views(views, view_size)), return_tensors="pt")
+def vision_tokens(model, processor, views: np.ndarray) -> torch.Tensor:
+    """Vision tower output for (B, 2, h, w) views as `inputs.pool_views` returns them: (B, 2 * tiles * patches, D)."""
+    enc = processor.image_processor(images=to_images(views), return_tensors="pt")
     device = next(model.parameters()).device
     out = base_model(model).model.vision_model(pixel_values=enc["pixel_values"].to(device),
                                                aspect_ratio_ids=enc["aspect_ratio_ids"].to(device),
@@ -205,7 +205,7 @@ def vision_tokens(model, processor, views: np.ndarray, view_size: int | None) ->
     return h.reshape(h.shape[0], -1, h.shape[-1])
 
 
-def warm_up_vision(model, processor, data: Labelled, view_size: int | None, steps: int, batch_size: int = 32,
+def warm_up_vision(model, processor, data: Labelled, steps: int, batch_size: int = 32,
                    lr: float = 2e-3, seed: int = 0) -> list[float]:
     """Train the vision tower for ``steps`` on class (cross-entropy) + concepts (BCE); return the losses."""
     vision = base_model(model).model.vision_model
@@ -221,7 +221,7 @@ def warm_up_vision(model, processor, data: Labelled, view_size: int | None, step
     vision.train()
     for _ in progress(range(steps), desc="vision warm-up", unit="step"):
         idx = rng.choice(len(data), size=min(batch_size, len(data)), replace=False)
-        logits = head(vision_tokens(model, processor, data.views[idx], view_size).mean(1).float().cpu())
+        logits = head(vision_tokens(model, processor, data.views[idx]).mean(1).float().cpu())
         loss = torch.nn.functional.cross_entropy(logits[:, : len(CLASSES)], torch.from_numpy(data.y[idx])) + \
             torch.nn.functional.binary_cross_entropy_with_logits(logits[:, len(CLASSES):], concepts[idx])
         optim.zero_grad(set_to_none=True)
