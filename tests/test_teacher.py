@@ -247,3 +247,14 @@ def test_prompt_encoder_keeps_each_view_shape_apart(teacher):
         assert all(torch.equal(fast[k], ref[k]) or torch.allclose(fast[k].double(), ref[k].double(), atol=1e-6)
                    for k in ref)
     assert enc._fast_for == {(96, 96): False, (128, 128): True}
+
+
+def test_prepared_views_are_not_prepared_again(teacher):
+    """A fine-tune's loaded events are already pooled and cleared: its encoder must take them as they are."""
+    from nudistill.teacher.inputs import PromptEncoder
+
+    views = np.zeros((1, 2, 128, 128), np.uint8)
+    views[0, :, 60, :] = 40  # border to border in both views over the same z: what the tagger clears
+    raw = PromptEncoder(teacher.processor, teacher.prompt, teacher.spec.view_size)(views)["pixel_values"]
+    kept = PromptEncoder(teacher.processor, teacher.prompt, teacher.spec.view_size, prepared=True)(views)
+    assert raw.std() == 0 and kept["pixel_values"].std() > 0  # cleared to a blank map; kept as given
