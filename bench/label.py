@@ -23,18 +23,19 @@ def bare_loop(events: str, teacher: str, out: str, batch_size: int, threads: int
     import pyarrow as pa
 
     from nudistill.events import iter_batches
-    from nudistill.label.actor import BUSY, REPLICA, ROW, LabelActor, prefilter
+    from nudistill.label.actor import BUSY, REPLICA, ROW, LabelActor, prefilter, prepare
     from nudistill.label.outdir import OutputDir
 
     t0 = time.perf_counter()
-    actor = LabelActor(teacher, out, rationale="none", threads=threads)
+    actor = LabelActor(teacher, out, rationale="none", threads=threads, prepared=True)
+    view_size = actor.teacher.spec.view_size
     sink, n, offset = OutputDir(out), 0, 0
     empty = np.zeros(0, np.uint64)
     for batch in iter_batches(events, batch_size=batch_size):
         rows = np.arange(offset, offset + batch.num_rows, dtype=np.uint64)
         offset += batch.num_rows
         table = prefilter(pa.Table.from_batches([batch]).append_column(ROW, pa.array(rows)), empty, {})
-        sink.write_part(actor(table).drop_columns([REPLICA, BUSY]))
+        sink.write_part(actor(prepare(table, view_size)).drop_columns([REPLICA, BUSY]))
         n += batch.num_rows
     return n / (time.perf_counter() - t0)
 

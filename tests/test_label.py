@@ -410,3 +410,23 @@ def test_prefilter_marks_the_same_duplicates_from_rows_or_from_a_dict():
     by_dict = prefilter(batch, empty, {"a": 5, "b": 3}).column(ERROR).is_valid().to_pylist()
     by_rows = prefilter(batch, empty, dup_rows=np.array([6, 7], np.uint64)).column(ERROR).is_valid().to_pylist()
     assert by_dict == by_rows == [False, True, True, False]
+
+
+def test_prepare_pools_good_rows_per_size_and_passes_bad_rows_untouched():
+    from nudistill.events import decode_views
+    from nudistill.label.actor import ERROR, ROW, prefilter, prepare
+    from nudistill.teacher.inputs import pool_views
+
+    big, small = simulate_table(3, res=64, seed=1), simulate_table(2, res=32, seed=2, start=3)
+    batch = pa.concat_tables([big.slice(0, 2), small.slice(0, 1), big.slice(2, 1), small.slice(1, 1)],
+                             promote_options="permissive")
+    batch = batch.set_column(batch.schema.get_field_index("yz"), "yz",  # row 3 breaks contract 1
+                             pa.array([*batch.column("yz").to_pylist()[:3], b"short", batch.column("yz")[4].as_py()]))
+    batch = prefilter(batch.append_column(ROW, pa.array(np.arange(5, dtype=np.uint64))), np.zeros(0, np.uint64), {})
+    out = prepare(batch, 16)
+    assert out.schema == batch.schema and out.column(ROW).to_pylist() == [0, 1, 2, 3, 4]
+    assert out.slice(3, 1).equals(batch.slice(3, 1))  # the bad row as it came, still marked
+    assert out.column(ERROR).is_valid().to_pylist() == [False, False, False, True, False]
+    for rows, src in (([0, 1], [0, 1]), ([2, 4], [2, 4])):
+        np.testing.assert_array_equal(decode_views(out.take(rows)), pool_views(decode_views(batch.take(src)), 16))
+    assert out.column("height").to_pylist() == [16, 16, 16, 64, 16]

@@ -162,6 +162,25 @@ def test_rationales_and_label(teacher):
     assert all(isinstance(r, str) for r in out["rationale"]) and out["probs"].shape == (4, 3)
 
 
+def test_prepared_views_label_as_raw_ones(teacher):
+    """Labelling prepares views on CPU workers ahead of the replicas (``Teacher.prepare``); labels of prepared views
+    equal those of raw ones, and ``prepared=True`` takes the views as given (a crossing muon stays in)."""
+    size = 2 * teacher.spec.view_size
+    views = random_views(3, size, size, seed=8)
+    views[:, :, size // 3, :] = 60  # a muon crossing both views from border to border
+    prepared = teacher.prepare(views)
+    assert prepared.shape == (3, 2, teacher.spec.view_size, teacher.spec.view_size)
+    ids, policy = ["a", "b", "c"], RationalePolicy.parse("all")
+    raw, ready = teacher.label(views, ids, policy), teacher.label(prepared, ids, policy, prepared=True)
+    np.testing.assert_allclose(raw["probs"], ready["probs"], atol=1e-6)
+    assert raw["rationale"] == ready["rationale"]
+    uncleared = max_pool(views, teacher.spec.view_size)
+    assert (uncleared != prepared).any()  # the tagger cleared the muon
+    cleared, kept = teacher.logprobs(prepared, prepared=True), teacher.logprobs(uncleared, prepared=True)
+    np.testing.assert_allclose(teacher.logprobs(views), cleared, atol=1e-5)
+    assert np.abs(kept - cleared).max() > 1e-3
+
+
 def test_rationales_batched_equal_single(teacher):
     views = random_views(3, seed=6)
     batched = teacher.rationales(views, [0, 2, 1])

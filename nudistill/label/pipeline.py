@@ -22,7 +22,7 @@ from ray.exceptions import (LocalRayletDiedError, NodeDiedError, ObjectLostError
 from nudistill.config import config_dict
 from nudistill.errors import UserError
 from nudistill.events import reason_of, resolve_files
-from nudistill.label.actor import BUSY, REPLICA, LabelActor, prefilter
+from nudistill.label.actor import BUSY, REPLICA, LabelActor, prefilter, prepare
 from nudistill.label.config import LabelConfig
 from nudistill.label.outdir import OutputDir
 from nudistill.label.plan import Locator, Plan, duplicate_rows, plan, read_units
@@ -96,11 +96,12 @@ def _block_bytes(files, cfg: LabelConfig) -> int:
 
 def run_label(cfg: LabelConfig) -> dict:
     """Label ``cfg.events`` into ``cfg.out`` (contract 2); resumable, exactly once. Returns the summary."""
-    from nudistill.teacher.loading import teacher_id_of
+    from nudistill.teacher.loading import resolve_parts, teacher_id_of
 
     t0 = time.perf_counter()
     source = resolve_files(cfg.events, cfg.skip_bad_files)  # every footer read; bad files refused or left out
     teacher_id = teacher_id_of(cfg.teacher, cfg.quantize, cfg.adapter)
+    view_size = resolve_parts(cfg.teacher, cfg.quantize, cfg.adapter)[1].view_size  # what prepare pools to
     out = OutputDir(cfg.out)
     out.claim(teacher_id, {"teacher": cfg.teacher, "events": cfg.events, "config": config_dict(cfg)})
     todo = plan(source, out, cfg.max_events)  # finished files skipped unread; the rest cut into row groups
@@ -121,7 +122,7 @@ def run_label(cfg: LabelConfig) -> dict:
         cpus, threads = _resources(cfg)
         try:
             with drop_known_lines():
-                _execute(ds, cfg, todo.done_rows, dup_rows, sink, threads, cpus)
+                _execute(ds, cfg, todo.done_rows, dup_rows, sink, threads, cpus, view_size)
         except STOPPED as exc:
             log.info("Ray stopped the run", exc_info=True)
             ray.shutdown()  # disconnect now: Ray's own reports of the failure come before our sentence, not after it
@@ -145,14 +146,16 @@ def read_dataset(units: list[dict], filesystem):
         read_units, fn_kwargs={"filesystem": filesystem}, batch_size=1, batch_format="pyarrow", num_cpus=0.5)
 
 
-def _execute(ds, cfg: LabelConfig, done, dup_rows, sink: LabelSink, threads: int, cpus: float) -> None:
-    """prefilter -> teacher actors -> sink, streamed by Ray Data."""
+def _execute(ds, cfg: LabelConfig, done, dup_rows, sink: LabelSink, threads: int, cpus: float,
+             view_size: int | None) -> None:
+    """prefilter -> prepare (CPU) -> teacher actors -> sink, streamed by Ray Data."""
     (ds.map_batches(prefilter, fn_kwargs={"done": done, "dup_rows": dup_rows}, batch_format="pyarrow",
                     batch_size=None, num_cpus=0.1)
+       .map_batches(prepare, fn_kwargs={"view_size": view_size}, batch_format="pyarrow", batch_size=None, num_cpus=0.1)
        .map_batches(LabelActor, fn_constructor_kwargs=dict(
                         teacher=cfg.teacher, out=cfg.out, rationale=cfg.rationale, quantize=cfg.quantize,
                         adapter=cfg.adapter, max_attempts=cfg.max_attempts, threads=threads,
-                        fault_poison_event=cfg.fault_poison_event),
+                        fault_poison_event=cfg.fault_poison_event, prepared=True),
                     batch_size=cfg.batch_size, batch_format="pyarrow", compute=ActorPoolStrategy(size=cfg.replicas),
                     num_gpus=cfg.gpus_per_replica or None, num_cpus=cpus, resources=cfg.resources_per_replica or None)
        .write_datasink(sink))

@@ -77,13 +77,13 @@ def concept_f1(truth: list[list[str]], predicted: list[list[str]]) -> float:
 
 def evaluate(teacher, data, rationales: int = 0) -> dict:
     """Accuracy, NLL, ECE of the teacher's probs on labelled ``data``; concept F1 on the first ``rationales``."""
-    logprobs = teacher.logprobs(data.views)
+    logprobs = teacher.logprobs(data.views, prepared=True)  # load_labelled prepared them
     probs = teacher.probs_from_logprobs(logprobs)
     out = dict(accuracy=metrics.accuracy(data.y, probs), nll=nll(data.y, logprobs, teacher.temperature),
                ece=metrics.ece(data.y, probs), events=len(data))
     if rationales:
         n = min(rationales, len(data))
-        texts = teacher.rationales(data.views[:n], probs[:n].argmax(1))
+        texts = teacher.rationales(data.views[:n], probs[:n].argmax(1), prepared=True)
         out["concept_f1"] = concept_f1(data.concepts[:n], [concepts_in_text(t) for t in texts])
         out["rationale_example"] = texts[0] if texts else ""
     return out

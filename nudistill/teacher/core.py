@@ -29,6 +29,7 @@ from nudistill import CLASSES
 from nudistill.concepts import concepts_in_text
 from nudistill.errors import UserError
 from nudistill.metrics import softmax
+from nudistill.pooling import pool_views
 from nudistill.teacher.inputs import PhraseTable, PromptEncoder, build_prompt, check_views, phrase_table
 from nudistill.teacher.prefix import PrefixCache, build_prefix_cache
 from nudistill.teacher.spec import TeacherSpec, teacher_id, weights_digests
@@ -237,7 +238,7 @@ class Teacher:
         self.quantize, self.device, self.batch_size = quantize, device, batch_size
         self.tokenizer = processor.tokenizer
         self.prompt = build_prompt(processor)
-        self.encode = PromptEncoder(processor, self.prompt, spec.view_size)
+        self.encode = PromptEncoder(processor, self.prompt, spec.view_size, prepared=True)  # _chunks prepares
         self.table = phrase_table(self.tokenizer, spec.phrases())  # refuses colliding phrases
         self.use_prefix_cache = prefix_cache
         """Run the prompt's text before the images once per Teacher (off: once per event, as a reference)."""
@@ -275,55 +276,62 @@ class Teacher:
             self._prefix_checked = True
         return self._prefix
 
-    def _chunks(self, views: np.ndarray):
+    def prepare(self, views: np.ndarray) -> np.ndarray:
+        """What the teacher sees of (B, 2, H, W) uint8 views: pooled to its tile, cosmic muons cleared
+        (:func:`~nudistill.teacher.inputs.pool_views`). Pure numpy, no model: labelling runs it in a CPU stage
+        ahead of the replicas and passes the result with ``prepared=True``."""
+        return pool_views(check_views(views), self.spec.view_size)
+
+    def _chunks(self, views: np.ndarray, prepared: bool = False):
         """Per chunk: its start, processor tensors on the device, image tokens, and the prefix cache if it applies."""
-        views = check_views(views)
+        views = check_views(views) if prepared else self.prepare(views)
         for start in range(0, len(views), self.batch_size):
             chunk = views[start: start + self.batch_size]
             batch = self.encode(chunk)
             batch = {k: v.to(self.device) for k, v in batch.items()}
-            prefix = self.prefix
-            yield start, batch, vision_states(self.model, batch), prefix if prefix is not None and prefix.covers(batch) else None
+            prefix = self.prefix if self.prefix is not None and self.prefix.covers(batch) else None
+            yield start, batch, vision_states(self.model, batch), prefix
 
-    def logprobs(self, views: np.ndarray) -> np.ndarray:
-        """(B, 3) summed label-phrase log-probs, in CLASSES order, before temperature."""
+    def logprobs(self, views: np.ndarray, prepared: bool = False) -> np.ndarray:
+        """(B, 3) summed label-phrase log-probs, in CLASSES order, before temperature. ``prepared``: the views are
+        what :meth:`prepare` returns (as in every method below)."""
         out = [phrase_logprobs(self.model, batch, states, self.table, prefix).cpu()
-               for _, batch, states, prefix in self._chunks(views)]
+               for _, batch, states, prefix in self._chunks(views, prepared)]
         return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, len(CLASSES)), np.float32)
 
-    def score(self, views: np.ndarray) -> np.ndarray:
+    def score(self, views: np.ndarray, prepared: bool = False) -> np.ndarray:
         """(B, 3) float32 calibrated class probabilities, in CLASSES order."""
-        return self.probs_from_logprobs(self.logprobs(views))
+        return self.probs_from_logprobs(self.logprobs(views, prepared))
 
     def probs_from_logprobs(self, logprobs: np.ndarray) -> np.ndarray:
         """(B, 3) float32 softmax(logprobs / T), T the calibrated temperature."""
         return softmax(logprobs, self.temperature)
 
     # ---- rationales -----------------------------------------------------------------------------
-    def rationales(self, views: np.ndarray, class_idx) -> list[str]:
+    def rationales(self, views: np.ndarray, class_idx, prepared: bool = False) -> list[str]:
         """Greedy text after "I classify the pixel maps as <phrase>." for each event's given class."""
         class_idx = np.asarray(class_idx, dtype=int).reshape(-1)
         texts: list[str] = []
-        for start, batch, states, prefix in self._chunks(views):
+        for start, batch, states, prefix in self._chunks(views, prepared):
             idx = class_idx[start: start + len(batch["input_ids"])]
             texts += greedy_rationales(self.model, self.tokenizer, batch, states, self.table, idx,
                                        self.spec.max_new_tokens, prefix)
         return texts
 
-    def label(self, views: np.ndarray, event_ids: list[str], policy: RationalePolicy) -> dict:
+    def label(self, views: np.ndarray, event_ids: list[str], policy: RationalePolicy, prepared: bool = False) -> dict:
         """probs (B, 3) float32, rationale (str or None per event), concepts (list per event).
 
         One pass scores every event; rationales are generated only for the events the policy selects,
         after the label the teacher chose.
         """
-        views = check_views(views)
+        views = check_views(views) if prepared else self.prepare(views)
         if len(event_ids) != len(views):
             raise ValueError(f"{len(event_ids)} event ids for {len(views)} events")
-        probs = self.score(views)
+        probs = self.score(views, prepared=True)
         chosen = np.flatnonzero(policy.select(probs, list(event_ids)))
         rationale: list[str | None] = [None] * len(views)
         if len(chosen):
-            for i, text in zip(chosen, self.rationales(views[chosen], probs[chosen].argmax(1))):
+            for i, text in zip(chosen, self.rationales(views[chosen], probs[chosen].argmax(1), prepared=True)):
                 rationale[i] = text
         concepts = [concepts_in_text(r) for r in rationale]
         return dict(probs=probs, rationale=rationale, concepts=concepts)

@@ -21,6 +21,7 @@ import numpy as np
 
 from nudistill import CLASSES
 from nudistill.errors import UserError
+from nudistill.pooling import max_pool, pool_views  # noqa: F401 - what the teacher sees, re-exported here
 
 PROMPT_VERSION = "lartpc-2view-v5"
 """Bump when any text below, the layout of the turn, or what the views look like on the way in changes: it
@@ -91,51 +92,6 @@ def check_views(views: np.ndarray) -> np.ndarray:
     return views
 
 
-def pool_views(views: np.ndarray, size: int | None) -> np.ndarray:
-    """What the teacher sees of (B, 2, H, W) uint8 views: max-pooled to at most ``size`` per side (:func:`max_pool`),
-    then every through-going cosmic muon cleared (:func:`nudistill.cosmics.remove_cosmics`).
-
-    Overlaid cosmic muons cost the demo's teacher 0.13 (one muon) and 0.20 (three) of its 0.856 test accuracy,
-    nc recall falling to 0.22 and 0.08: a muon beside hadronic activity reads as numu_cc. The same teacher
-    with the tagger in front, not retrained: -0.002 and -0.020, nominal unchanged (README "Robustness").
-    """
-    from nudistill.cosmics import remove_cosmics
-
-    return remove_cosmics(max_pool(views, size))
-
-
-def max_pool(views: np.ndarray, size: int | None) -> np.ndarray:
-    """Max-pool (B, 2, H, W) uint8 views to at most ``size`` per side; None or already small: unchanged.
-
-    Isolated hits are removed first (:func:`nudistill.detector.suppress_isolated`): a max-pool by k
-    spreads one noise pixel over a whole k×k cell, so 0.3 % noisy pixels at 512² would light ~5 % of
-    the pooled 128² map, while a track, connected at the readout pitch, keeps every pixel. On sparse maps
-    both steps run on the lit pixels alone (:func:`nudistill.detector.kept_hits`), ~9x faster at 512².
-    """
-    b, v, h, w = views.shape
-    if size is None or (h <= size and w <= size):
-        return views
-    import torch
-    import torch.nn.functional as F
-
-    from nudistill.detector import kept_hits, suppress_isolated
-
-    oh, ow = min(size, h), min(size, w)
-    even = h % oh == 0 and w % ow == 0
-    views = np.ascontiguousarray(views)
-    keep = kept_hits(views) if even else None
-    if keep is not None:  # scatter each kept pixel's value into its cell: (B * 2 * oh * ow,) uint8
-        pooled = np.zeros(b * v * oh * ow, np.uint8)
-        np.maximum.at(pooled, keep // (w * (h // oh)) * ow + keep % w // (w // ow), views.reshape(-1)[keep])
-        return pooled.reshape(b, v, oh, ow)
-    x = torch.from_numpy(suppress_isolated(views))
-    if even:  # block max in uint8, first over each band of rows
-        rows = x.view(b, v, oh, h // oh, w).amax(3)  # (B, 2, oh, W): whole rows at once, 3x faster than
-        return rows.view(b, v, oh, ow, w // ow).amax(-1).numpy()  # one amax over both block axes
-    pooled = F.adaptive_max_pool2d(x.reshape(b * v, 1, h, w).float(), (oh, ow)).to(torch.uint8)  # uneven windows
-    return pooled.reshape(b, v, oh, ow).numpy()
-
-
 def to_images(views: np.ndarray) -> list[list]:
     """Per event, [XZ, YZ] as Pillow "L" images (the Pillow image processor converts them to RGB)."""
     from PIL import Image
@@ -143,14 +99,16 @@ def to_images(views: np.ndarray) -> list[list]:
     return [[Image.fromarray(ev[0], "L"), Image.fromarray(ev[1], "L")] for ev in views]
 
 
-def encode_prompt(processor, prompt: str, views: np.ndarray, view_size: int | None) -> dict:
-    """Processor tensors for ``prompt + ANSWER_PREFIX`` and both views of each event.
+def encode_prompt(processor, prompt: str, views: np.ndarray, view_size: int | None, prepared: bool = False) -> dict:
+    """Processor tensors for ``prompt + ANSWER_PREFIX`` and both views of each event (``prepared``: views as
+    :func:`pool_views` returns them, used as given).
 
     The prompt is the same for every event, so no padding: input_ids (B, Lp); pixel_values
     (B, 2, tiles, 3, S, S); cross_attention_mask (B, Lp, 2, tiles). add_special_tokens=False because
     the chat template already starts with BOS.
     """
-    return _processor_encode(processor, prompt, pool_views(check_views(views), view_size))
+    views = check_views(views)
+    return _processor_encode(processor, prompt, views if prepared else pool_views(views, view_size))
 
 
 class PromptEncoder:

@@ -106,7 +106,7 @@ def calibrate_teacher(cfg: CalibrateConfig) -> dict:
     from nudistill.teacher.calibrate import calibrate
 
     teacher, data = _load(cfg)
-    result = calibrate(data.y, teacher.logprobs(data.views), teacher.temperature)
+    result = calibrate(data.y, teacher.logprobs(data.views, prepared=True), teacher.temperature)
     teacher.spec.temperature = result.temperature_after
     teacher.spec.save(teacher.root)
     save_config(cfg, Path(teacher.root) / "calibrate_config.json")
