@@ -17,7 +17,7 @@ import uuid
 import numpy as np
 import pyarrow as pa
 
-from nudistill.events import DUPLICATE_ID, VIEWS, Validator, decode_views, encode_views
+from nudistill.events import DUPLICATE_ID, Validator, decode_views, encode_views
 from nudistill.label.outdir import OutputDir, rows_key
 from nudistill.labels import error_rows, ok_rows
 
@@ -59,8 +59,8 @@ def prefilter(batch: pa.Table, done: np.ndarray, dup_winner: dict[str, int] | No
 
 
 def prepare(batch: pa.Table, view_size: int | None) -> pa.Table:
-    """The views of rows without ``_error`` as the teacher sees them (:func:`nudistill.teacher.inputs.pool_views`
-    at ``view_size``, the teacher's ``TeacherSpec.view_size``), in the same columns; rows with ``_error`` pass
+    """The views of rows without ``_error`` as the teacher sees them (:func:`nudistill.pooling.pool_views` at
+    ``view_size``, the teacher's ``TeacherSpec.view_size``), in the same columns; rows with ``_error`` pass
     untouched. Rows of different sizes are prepared per size; the row order is kept."""
     from nudistill.pooling import pool_views
 
@@ -72,10 +72,9 @@ def prepare(batch: pa.Table, view_size: int | None) -> pa.Table:
     for hw in np.unique(shape[good], axis=0):
         idx = np.flatnonzero(good & (shape == hw).all(1))
         rows = batch.take(idx)
-        for name, col in encode_views(pool_views(decode_views(rows), view_size)).items():
-            if name in VIEWS or name in ("height", "width"):
-                i = rows.schema.get_field_index(name)
-                rows = rows.set_column(i, rows.schema.field(i), col.cast(rows.schema.field(i).type))
+        for name, col in encode_views(pool_views(decode_views(rows), view_size)).items():  # xz, yz, height, width
+            i = rows.schema.get_field_index(name)
+            rows = rows.set_column(i, rows.schema.field(i), col.cast(rows.schema.field(i).type))
         parts.append(rows)
         order.append(idx)
     order.append(np.flatnonzero(~good))

@@ -278,8 +278,8 @@ class Teacher:
 
     def prepare(self, views: np.ndarray) -> np.ndarray:
         """What the teacher sees of (B, 2, H, W) uint8 views: pooled to its tile, cosmic muons cleared
-        (:func:`~nudistill.teacher.inputs.pool_views`). Pure numpy, no model: labelling runs it in a CPU stage
-        ahead of the replicas and passes the result with ``prepared=True``."""
+        (:func:`nudistill.pooling.pool_views`). Pure numpy, no model: labelling does the same in a CPU stage
+        ahead of the replicas (:func:`nudistill.label.actor.prepare`) and passes the result with ``prepared=True``."""
         return pool_views(check_views(views), self.spec.view_size)
 
     def _chunks(self, views: np.ndarray, prepared: bool = False):
@@ -289,8 +289,9 @@ class Teacher:
             chunk = views[start: start + self.batch_size]
             batch = self.encode(chunk)
             batch = {k: v.to(self.device) for k, v in batch.items()}
-            prefix = self.prefix if self.prefix is not None and self.prefix.covers(batch) else None
-            yield start, batch, vision_states(self.model, batch), prefix
+            prefix = self.prefix
+            usable = prefix if prefix is not None and prefix.covers(batch) else None
+            yield start, batch, vision_states(self.model, batch), usable
 
     def logprobs(self, views: np.ndarray, prepared: bool = False) -> np.ndarray:
         """(B, 3) summed label-phrase log-probs, in CLASSES order, before temperature. ``prepared``: the views are
