@@ -195,7 +195,7 @@ def _param_groups(model, cfg) -> list[dict]:
 
 
 def vision_tokens(model, processor, views: np.ndarray) -> torch.Tensor:
-    """Vision tower output for (B, 2, h, w) views as `inputs.pool_views` returns them: (B, 2 * tiles * patches, D)."""
+    """Vision tower output for (B, 2, h, w) views as `pooling.pool_views` returns them: (B, 2 * tiles * patches, D)."""
     enc = processor.image_processor(images=to_images(views), return_tensors="pt")
     device = next(model.parameters()).device
     out = base_model(model).model.vision_model(pixel_values=enc["pixel_values"].to(device),
