@@ -8,8 +8,8 @@ import pytest
 from nudistill import detector as det
 from nudistill.cosmics import cosmic_mask, remove_cosmics
 from nudistill.events import decode_views
+from nudistill.pooling import max_pool, pool_views
 from nudistill.simulate import simulate_table
-from nudistill.teacher.inputs import max_pool, pool_views
 
 
 @pytest.fixture(scope="module")

@@ -415,7 +415,7 @@ def test_prefilter_marks_the_same_duplicates_from_rows_or_from_a_dict():
 def test_prepare_pools_good_rows_per_size_and_passes_bad_rows_untouched():
     from nudistill.events import decode_views
     from nudistill.label.actor import ERROR, ROW, prefilter, prepare
-    from nudistill.teacher.inputs import pool_views
+    from nudistill.pooling import pool_views
 
     big, small = simulate_table(3, res=64, seed=1), simulate_table(2, res=32, seed=2, start=3)
     batch = pa.concat_tables([big.slice(0, 2), small.slice(0, 1), big.slice(2, 1), small.slice(1, 1)],

@@ -11,9 +11,10 @@ import torch
 
 from nudistill import CLASSES
 from nudistill.errors import UserError
+from nudistill.pooling import max_pool
 from nudistill.teacher import RationalePolicy, Teacher, TeacherSpec, load_teacher
 from nudistill.teacher.core import unshared_phrase_logprobs
-from nudistill.teacher.inputs import ANSWER_PREFIX, encode_prompt, max_pool, phrase_table
+from nudistill.teacher.inputs import ANSWER_PREFIX, encode_prompt, phrase_table
 from nudistill.teacher.tiny import TinyConfig, build_tiny_teacher
 
 RATIONALES = [

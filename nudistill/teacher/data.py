@@ -10,7 +10,7 @@ from nudistill import CLASSES
 from nudistill.errors import UserError
 from nudistill.events import Validator, decode_views, iter_batches
 from nudistill.log import get_logger
-from nudistill.teacher.inputs import pool_views
+from nudistill.pooling import pool_views
 
 log = get_logger("teacher")
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from nudistill import CLASSES
 from nudistill.errors import UserError
-from nudistill.pooling import max_pool, pool_views  # noqa: F401 - what the teacher sees, re-exported here
+from nudistill.pooling import pool_views
 
 PROMPT_VERSION = "lartpc-2view-v5"
 """Bump when any text below, the layout of the turn, or what the views look like on the way in changes: it
