@@ -27,3 +27,26 @@ def sim_dir(tmp_path_factory):
 def sim_table_64(sim_dir):
     """The sim_dir events as one in-memory table."""
     return pq.read_table(sim_dir)
+
+
+@pytest.fixture(scope="session")
+def events_128():
+    """40 simulated events at 128² (the teacher's and the default student's pooled size), all three classes."""
+    from nudistill.events import decode_views
+    from nudistill.simulate import simulate_table
+
+    return decode_views(simulate_table(40, res=128, seed=5))
+
+
+@pytest.fixture(scope="session")
+def overlay_muons():
+    """``overlay_muons(views, n, rng)``: views (2, H, W) with ``n`` cosmic muons added, and the muons' pixels."""
+    import numpy as np
+
+    from nudistill import detector as det
+
+    def overlay(views, n: int, rng) -> tuple:
+        mu = det.cosmic_image(views.shape, n, rng, 38.0)
+        return det.to_uint8(views.astype(np.float32) + mu), det.to_uint8(mu) > 0
+
+    return overlay

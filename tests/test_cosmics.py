@@ -5,31 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nudistill import detector as det
 from nudistill.cosmics import cosmic_mask, remove_cosmics
-from nudistill.events import decode_views
 from nudistill.pooling import max_pool, pool_views
-from nudistill.simulate import simulate_table
-
-
-@pytest.fixture(scope="module")
-def events_128():
-    """40 simulated events at 128² (the teacher's pooled size), all three classes."""
-    return decode_views(simulate_table(40, res=128, seed=5))
-
-
-def _overlay(views: np.ndarray, n: int, rng) -> tuple[np.ndarray, np.ndarray]:
-    """Views with ``n`` cosmic muons added, and the mask of the pixels the muons light."""
-    mu = det.cosmic_image(views.shape, n, rng, 38.0)
-    return det.to_uint8(views.astype(np.float32) + mu), det.to_uint8(mu) > 0
 
 
 @pytest.mark.parametrize("n_muons", [1, 3])
-def test_overlaid_muons_are_cleared_and_the_neutrino_kept(events_128, n_muons):
+def test_overlaid_muons_are_cleared_and_the_neutrino_kept(events_128, n_muons, overlay_muons):
     rng = np.random.default_rng(n_muons)
     cleared, lost = [], []
     for views in events_128:
-        both, muon = _overlay(views, n_muons, rng)
+        both, muon = overlay_muons(views, n_muons, rng)
         mask = cosmic_mask(both)
         cleared.append(mask[muon & (views == 0)].mean())
         lost.append(mask[(views > 0) & ~muon].mean())  # neutrino pixels the muons do not cover
@@ -53,20 +38,20 @@ def test_a_track_from_an_inner_vertex_is_not_a_cosmic():
     assert mask[0, 64, 5:120].all() and mask[1, 60, 5:120].all()
 
 
-def test_remove_cosmics_works_at_any_size_and_copies():
+def test_remove_cosmics_works_at_any_size_and_copies(overlay_muons):
     rng = np.random.default_rng(0)
     views = np.zeros((1, 2, 100, 300), np.uint8)
-    both, muon = _overlay(views[0], 2, rng)
+    both, muon = overlay_muons(views[0], 2, rng)
     out = remove_cosmics(both[None])
     assert out.shape == (1, 2, 100, 300) and not np.shares_memory(out, both)
     assert (out[0][muon] == 0).mean() >= 0.75 and both[muon].all()
 
 
-def test_the_teacher_sees_pooled_views_without_the_muon():
+def test_the_teacher_sees_pooled_views_without_the_muon(overlay_muons):
     rng = np.random.default_rng(1)
     views = np.zeros((2, 512, 512), np.uint8)
     views[0, 256, 200:330] = 40  # a neutrino's short track in the middle
     views[1, 250, 200:330] = 40
-    both, _ = _overlay(views, 1, rng)
+    both, _ = overlay_muons(views, 1, rng)
     seen = pool_views(both[None], 128)[0]
     assert np.array_equal(seen, max_pool(views[None], 128)[0])  # the muon gone, the track whole
