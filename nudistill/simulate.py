@@ -29,12 +29,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from nudistill import CLASSES
 from nudistill.detector import Detector, DetectorRanges, readout
 from nudistill.errors import UserError
-from nudistill.events import encode_views
+from nudistill.events import encode_views, write_events
 from nudistill.rationale_text import describe
 
 # Liquid-argon constants (PDG).
@@ -386,7 +385,8 @@ def run(cfg: SimConfig, progress_bar: bool = True) -> list[Path]:
 
 
 def write_dataset(cfg: SimConfig, out_dir: str | Path, progress_bar: bool = True) -> list[Path]:
-    """Write events as zstd Parquet shards ``part-00000.parquet`` ...; returns the files written."""
+    """Write events as zstd Parquet shards ``part-00000.parquet`` ... (:func:`~nudistill.events.write_events`);
+    returns the files written."""
     from nudistill.log import progress
 
     out = Path(out_dir)
@@ -398,7 +398,7 @@ def write_dataset(cfg: SimConfig, out_dir: str | Path, progress_bar: bool = True
         table = _table(cfg, range(lo, hi))
         path = out / f"part-{shard:05d}.parquet"
         tmp = path.with_suffix(".parquet.tmp")
-        pq.write_table(table, tmp, compression="zstd")
+        write_events(table, tmp)
         tmp.replace(path)  # atomic: readers never see a half-written shard
         files.append(path)
         bar.update(hi - lo)

@@ -430,3 +430,30 @@ def test_prepare_pools_good_rows_per_size_and_passes_bad_rows_untouched():
     for rows, src in (([0, 1], [0, 1]), ([2, 4], [2, 4])):
         np.testing.assert_array_equal(decode_views(out.take(rows)), pool_views(decode_views(batch.take(src)), 16))
     assert out.column("height").to_pylist() == [16, 16, 16, 64, 16]
+
+
+def test_read_units_streams_a_row_group_in_tables_of_at_most_max_rows(tmp_path):
+    """A unit's rows come in tables of <= max_rows (each a Ray block): exactly rows [start, stop), with their hashes."""
+    import pyarrow.fs as pafs
+
+    from nudistill.label.plan import read_units, row_hashes
+
+    files = _id_files(tmp_path, [[f"a{i}" for i in range(20)]], row_group=12)
+    path = files.paths[0]
+    units = pa.table({"path": [path, path], "rg": [0, 1], "start": [3, 12], "stop": [12, 20]})
+    for max_rows, sizes in ((4, [1, 4, 4, 4, 4]), (0, [9, 8])):  # the first unit starts mid-batch: row 3 of 0..3
+        tables = list(read_units(units, pafs.LocalFileSystem(), max_rows))
+        assert [t.num_rows for t in tables] == sizes
+        got = pa.concat_tables(tables)
+        assert got.column("event_id").to_pylist() == [f"a{i}" for i in range(3, 20)]
+        np.testing.assert_array_equal(got.column("row_hash").to_numpy(), row_hashes(path, 3, 20))
+
+
+def test_write_events_bounds_row_groups_by_view_bytes(tmp_path, monkeypatch):
+    from nudistill import events
+
+    monkeypatch.setattr(events, "ROW_GROUP_BYTES", 10 * 2 * 16 * 16)  # ten 16x16 events per row group
+    events.write_events(simulate_table(25, res=16, seed=0), tmp_path / "e.parquet")
+    meta = pq.ParquetFile(tmp_path / "e.parquet").metadata
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [10, 10, 5]
+    assert "PLAIN" in meta.row_group(0).column(1).encodings and not meta.row_group(0).column(1).has_dictionary_page

@@ -32,6 +32,8 @@ from nudistill.ray_start import ensure_ray  # also imported from here by bench/l
 
 log = get_logger("label")
 MAX_BLOCK_ROWS = 512  # a block is the unit of commit: at most this many events are redone after a kill
+WORKER_BASE_BYTES = 256 << 20  # a Ray worker with pyarrow and numpy loaded, before its block
+PREP_COPIES = 3  # the block in, its decoded views, the prepared copy out
 STOPPED = (ExecutionTimeoutError, NodeDiedError, ObjectLostError, RayActorError, WorkerCrashedError,
            LocalRayletDiedError, RaySystemError)
 """Failures of the cluster, not of the input: Ray gave up on the run (retries spent, no progress for
@@ -83,15 +85,20 @@ def _resources(cfg: LabelConfig) -> tuple[float, int]:
     return cpus, max(1, int(cpus))
 
 
-def _block_bytes(files, cfg: LabelConfig) -> int:
-    """Target block size in bytes: ~4 blocks per replica, between 2 batches and MAX_BLOCK_ROWS events."""
+def _block_rows(files, cfg: LabelConfig) -> tuple[int, int]:
+    """(events per block, bytes of one event's views): ~4 blocks per replica, between 2 batches and MAX_BLOCK_ROWS."""
     n = sum(files.num_rows)
     n = min(n, cfg.max_events or n)
     first_file = pq.ParquetFile(files.paths[0], filesystem=files.filesystem)
     first = next(first_file.iter_batches(batch_size=1, columns=["height", "width"]), None)
     event_bytes = 2 * int(first.column("height")[0].as_py() * first.column("width")[0].as_py()) if first else 1
-    rows = int(min(MAX_BLOCK_ROWS, max(2 * cfg.batch_size, n // (4 * cfg.replicas))))
-    return max(rows * event_bytes, 64 * 1024)
+    return int(min(MAX_BLOCK_ROWS, max(2 * cfg.batch_size, n // (4 * cfg.replicas)))), event_bytes
+
+
+def _prep_memory(rows: int, event_bytes: int) -> int:
+    """Memory to reserve per prefilter/prepare task: its worker plus ~PREP_COPIES copies of one block's views
+    (Ray Data schedules against it, so a node runs only the preparing tasks its memory holds)."""
+    return WORKER_BASE_BYTES + PREP_COPIES * rows * event_bytes
 
 
 def run_label(cfg: LabelConfig) -> dict:
@@ -113,16 +120,18 @@ def run_label(cfg: LabelConfig) -> dict:
     ensure_ray()
     ctx = DataContext.get_current()
     ctx.execution_no_progress_timeout_s = cfg.no_progress_timeout_s
-    ctx.target_max_block_size = _block_bytes(source, cfg)  # blocks small enough that every replica gets work
+    block_rows, event_bytes = _block_rows(source, cfg)
+    ctx.target_max_block_size = max(block_rows * event_bytes, 64 * 1024)  # blocks small enough that every replica gets work
     if cfg.max_events:
         ctx.execution_options.preserve_order = True  # the same first N rows on every rerun
     sink = LabelSink(cfg.out, source.paths, source.num_rows)
     if todo.units:
-        ds = read_dataset(todo.units, source.filesystem)
+        ds = read_dataset(todo.units, source.filesystem, block_rows)
         cpus, threads = _resources(cfg)
         try:
             with drop_known_lines():
-                _execute(ds, cfg, todo.done_rows, dup_rows, sink, threads, cpus, view_size)
+                _execute(ds, cfg, todo.done_rows, dup_rows, sink, threads, cpus, view_size,
+                         _prep_memory(block_rows, event_bytes))
         except STOPPED as exc:
             log.info("Ray stopped the run", exc_info=True)
             ray.shutdown()  # disconnect now: Ray's own reports of the failure come before our sentence, not after it
@@ -140,18 +149,21 @@ def stopped(exc: BaseException, now: Plan) -> UserError:
                      f"{now.n_in} events are committed; rerun the same command to resume (finished work is kept)")
 
 
-def read_dataset(units: list[dict], filesystem):
-    """The rows of the read units, with Ray Data's ``row_hash`` (one unit is one Parquet row group)."""
+def read_dataset(units: list[dict], filesystem, max_rows: int = 0):
+    """The rows of the read units, with Ray Data's ``row_hash`` (one unit is one Parquet row group), in blocks of
+    at most ``max_rows`` events (0: a row group per block)."""
     return ray.data.from_items(units, override_num_blocks=min(len(units), 1000)).map_batches(
-        read_units, fn_kwargs={"filesystem": filesystem}, batch_size=1, batch_format="pyarrow", num_cpus=0.5)
+        read_units, fn_kwargs={"filesystem": filesystem, "max_rows": max_rows}, batch_size=1, batch_format="pyarrow",
+        num_cpus=0.5)
 
 
 def _execute(ds, cfg: LabelConfig, done, dup_rows, sink: LabelSink, threads: int, cpus: float,
-             view_size: int | None) -> None:
-    """prefilter -> prepare (CPU) -> teacher actors -> sink, streamed by Ray Data."""
+             view_size: int | None, prep_memory: int) -> None:
+    """prefilter -> prepare (CPU, ``prep_memory`` bytes reserved per task) -> teacher actors -> sink, by Ray Data."""
     (ds.map_batches(prefilter, fn_kwargs={"done": done, "dup_rows": dup_rows}, batch_format="pyarrow",
-                    batch_size=None, num_cpus=0.1)
-       .map_batches(prepare, fn_kwargs={"view_size": view_size}, batch_format="pyarrow", batch_size=None, num_cpus=0.1)
+                    batch_size=None, num_cpus=0.1, memory=prep_memory)
+       .map_batches(prepare, fn_kwargs={"view_size": view_size}, batch_format="pyarrow", batch_size=None, num_cpus=0.1,
+                    memory=prep_memory)
        .map_batches(LabelActor, fn_constructor_kwargs=dict(
                         teacher=cfg.teacher, out=cfg.out, rationale=cfg.rationale, quantize=cfg.quantize,
                         adapter=cfg.adapter, max_attempts=cfg.max_attempts, threads=threads,
