@@ -3,6 +3,9 @@
 The student learns concepts from the teacher's rationales, so a concept the student cannot rank may be lost at
 any of these links, each measured on the same ``--test-events``:
 
+(0) ``charge_probe``: the views the teacher reads (max-pooled to its tile), before any model. A logistic
+    regression on the counts of pixels in each ADC band (``ADC_BANDS``: sub-MIP, MIP, 1.3 MIP, heavily
+    ionising, saturated) of each view, fitted and scored as (1): what the charge alone carries;
 (1) ``tower_probe``: the teacher's vision tower. A logistic regression on the mean and max of its output
     tokens, fitted on ``--train-events`` (truth concepts), scored on the test events: what the image features
     carry, whatever the decoder makes of them;
@@ -41,6 +44,18 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, default=None, help="use at most this many test events")
     p.add_argument("--threads", type=int, default=2, help="torch threads")
     return p.parse_args(argv)
+
+
+ADC_BANDS = (1, 30, 45, 60, 90, 150, 250, 256)
+"""Band edges in ADC (a MIP crossing one pixel gives ~38 at the nominal gain; 255 is saturation)."""
+
+
+def charge_features(views: np.ndarray) -> np.ndarray:
+    """(N, 2, H, W) uint8 -> (N, 2 * bands) log1p counts of the pixels of each view in each ADC band."""
+    edges = np.asarray(ADC_BANDS)
+    counts = [np.stack([((v >= lo) & (v < hi)).sum((-2, -1)) for lo, hi in zip(edges[:-1], edges[1:])], -1)
+              for v in (views[:, 0], views[:, 1])]
+    return np.log1p(np.concatenate(counts, 1).astype(np.float64))
 
 
 def tower_features(teacher, views: np.ndarray) -> np.ndarray:
@@ -104,6 +119,7 @@ def main(argv=None) -> dict:
     test = load_labelled(args.test_events, limit=args.limit, view_size=size)
     train_c, test_c = concepts_to_multi_hot(train.concepts), concepts_to_multi_hot(test.concepts)
     out: dict = {"teacher": str(args.teacher), "test_events": len(test), "probe_train_events": len(train)}
+    out["charge_probe"] = probe_auc(charge_features(train.views), train_c, charge_features(test.views), test_c)
     out["tower_probe"] = probe_auc(tower_features(teacher, train.views), train_c,
                                    tower_features(teacher, test.views), test_c)
     out["rationale"], probs = rationale_links(teacher, test.views, test_c)
