@@ -32,10 +32,19 @@ BIN = Path(sys.executable).parent
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 
+_ISSUED_PORTS: set[int] = set()
+
+
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now and never handed out before in this test process. The OS may give a just-closed port
+    again: one CI run started `ray start` with its object-manager and metrics ports both 37849, and it failed."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _ISSUED_PORTS:
+            _ISSUED_PORTS.add(port)
+            return port
 
 
 def _env(**extra) -> dict:

@@ -48,7 +48,7 @@ class DemoConfig:
     def __post_init__(self):
         if self.quick:
             self.events, self.calib_events, self.test_events = min(self.events, 480), 128, 256
-            self.teacher_steps, self.vision_warmup, self.student_epochs, self.bench_calls = 150, 200, 8, 1000
+            self.teacher_steps, self.vision_warmup, self.student_epochs, self.bench_calls = 150, 200, 5, 1000
         for name in ("events", "calib_events", "test_events", "teacher_steps", "replicas", "student_epochs", "bench_calls"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
