@@ -27,7 +27,7 @@ from test_label import BIN, _env, _free_port, _label_cli, _stop_own_ray
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 SLOT = "teacher_slot"
-N_EVENTS = 256
+N_EVENTS = 512  # 32 batches a replica: the second node's replica is caught inside one even when it starts last
 FAST_DEATH = {"RAY_health_check_period_ms": "1000", "RAY_health_check_timeout_ms": "3000"}
 """The head declares a silent node dead after ~5 s instead of ~15 s (5 missed checks either way)."""
 
