@@ -183,18 +183,15 @@ def read_units(batch: pa.Table, filesystem, max_rows: int = 0):
             pf = pq.ParquetFile(f)
             first = sum(pf.metadata.row_group(i).num_rows for i in range(rg))
             size = max_rows or pf.metadata.row_group(rg).num_rows
-            at = first  # file row of the next record batch's first row
+            at = first  # file row of this record batch's first row
             for rb in pf.iter_batches(batch_size=size, row_groups=[rg]):
                 lo, hi = max(start, at), min(stop, at + rb.num_rows)
+                if lo < hi:
+                    t = pa.Table.from_batches([rb.slice(lo - at, hi - lo)])
+                    if ROW_HASH in t.column_names:
+                        t = t.drop_columns([ROW_HASH])
+                    yield t.append_column(ROW_HASH, pa.array(row_hashes(path, lo, hi), pa.uint64()))
                 at += rb.num_rows
-                if lo >= hi:
-                    if at >= stop:
-                        break
-                    continue
-                t = pa.Table.from_batches([rb.slice(lo - (at - rb.num_rows), hi - lo)])
-                if ROW_HASH in t.column_names:
-                    t = t.drop_columns([ROW_HASH])
-                yield t.append_column(ROW_HASH, pa.array(row_hashes(path, lo, hi), pa.uint64()))
                 if at >= stop:
                     break
 
