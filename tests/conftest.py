@@ -1,4 +1,5 @@
-"""Shared fixtures: offline Hugging Face, quiet progress bars, small simulated datasets."""
+"""Shared fixtures: offline Hugging Face, quiet progress bars, small simulated datasets; the quick demo of
+test_demo.py started in the background as soon as collection ends (tests/demo_background.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,29 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import pyarrow.parquet as pq
 import pytest
+
+from demo_background import DEMO_KEY, BackgroundDemo
+
+DEMO_TESTS = "test_demo.py"
+
+
+def pytest_collection_modifyitems(config, items):
+    """test_demo.py's tests go last: its demo runs beside every other test and they wait for it least there."""
+    items.sort(key=lambda item: item.path.name == DEMO_TESTS)  # stable: the rest keep their order
+
+
+def pytest_collection_finish(session):
+    """Start the quick demo now when one of its tests is selected (and tests will run)."""
+    if session.config.option.collectonly or not any(i.path.name == DEMO_TESTS for i in session.items):
+        return
+    run = session.config._tmp_path_factory.mktemp("demo") / "run"  # pytest's tmp_path_factory, before any fixture
+    session.config.stash[DEMO_KEY] = BackgroundDemo(run).start()
+
+
+def pytest_sessionfinish(session):
+    demo = session.config.stash.get(DEMO_KEY, None)
+    if demo is not None:
+        demo.stop()  # an interrupted or failed session leaves no demo running
 
 
 @pytest.fixture(scope="session")

@@ -4,17 +4,12 @@ stages, and every stage's output holds to its contract (events, labels, ONNX, re
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from demo_background import DEMO_KEY
 from nudistill import CLASSES, CONCEPTS
 from nudistill.events import Validator, check_schema, iter_batches
 from nudistill.labels import LABEL_SCHEMA, probs_matrix
@@ -22,32 +17,19 @@ from nudistill.labels import LABEL_SCHEMA, probs_matrix
 pytestmark = [pytest.mark.slow, pytest.mark.ray, pytest.mark.timeout(1800)]
 
 
-def _demo(run: Path) -> subprocess.Popen:
-    env = dict(os.environ, NUDISTILL_NO_PROGRESS="1", RAY_USAGE_STATS_ENABLED="0", PYTHONUNBUFFERED="1")
-    env.pop("RAY_ADDRESS", None)  # the demo starts its own embedded Ray
-    return subprocess.Popen([sys.executable, "-m", "nudistill", "demo", "--quick", "--out", str(run)], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-
-
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    """Interrupt a quick demo inside the teacher stage, then rerun it to the end; yields (run, rerun log)."""
-    run = tmp_path_factory.mktemp("demo") / "run"
-    proc = _demo(run)
-    deadline = time.time() + 300
-    while time.time() < deadline and not (run / "simulate" / "_done.json").is_file():
-        assert proc.poll() is None, proc.stdout.read()[-3000:]
-        time.sleep(0.5)
-    time.sleep(3)  # inside the teacher stage now
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not (run / "teacher" / "_done.json").is_file()
-    stamp = (run / "simulate" / "_done.json").stat().st_mtime_ns
-    rerun = _demo(run)
-    output, _ = rerun.communicate(timeout=900)
-    assert rerun.returncode == 0, output[-4000:]
-    assert (run / "simulate" / "_done.json").stat().st_mtime_ns == stamp
-    return run, output
+def demo_run(request):
+    """The quick demo, interrupted inside the teacher stage and rerun to the end; yields (run, rerun log).
+
+    conftest started it when collection ended, so that it runs beside the rest of the suite."""
+    demo = request.config.stash.get(DEMO_KEY, None)
+    assert demo is not None, "conftest starts the quick demo when a test of test_demo.py is selected"
+    res = demo.outcome()
+    assert not res.error, res.error
+    assert res.killed_inside_teacher, "the first run was not killed between simulate and teacher"
+    assert res.returncode == 0, res.output[-4000:]
+    assert res.simulate_untouched, "the rerun redid the finished simulate stage"
+    return res.run, res.output
 
 
 def test_rerun_skips_finished_stages_and_prints_the_final_table(demo_run):

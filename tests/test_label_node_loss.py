@@ -79,8 +79,12 @@ def _replica_busy(raylet) -> bool:
     return False
 
 
-def test_a_lost_node_loses_no_event_and_labels_none_twice(two_nodes, tmp_path):
+def test_a_lost_node_loses_no_event_and_labels_none_twice(two_nodes, tmp_path, monkeypatch):
     from nudistill.teacher.tiny import build_tiny_teacher
+
+    # Ray Data hands out batches before every replica is up; on a busy machine the head's replica labelled all
+    # 512 events while the second node's was still starting. Both replicas up first (Ray Data's own knob).
+    monkeypatch.setenv("RAY_DATA_DEFAULT_WAIT_FOR_MIN_ACTORS_S", "300")
 
     address, second = two_nodes
     build_tiny_teacher(tmp_path / "teacher")

@@ -37,6 +37,8 @@ class DemoConfig:
     """Distillation epochs."""
     bench_calls: int = 1000
     """Batch-1 scoring calls timed by the bench stage."""
+    robustness_events: int | None = None
+    """Test events the robustness stage scores under every shift, for teacher and student (None: all)."""
     seed: int = 0
     """Master seed of the simulated sets."""
     train_detector: str = "randomized"
@@ -49,10 +51,13 @@ class DemoConfig:
         if self.quick:
             self.events, self.calib_events, self.test_events = min(self.events, 480), 128, 256
             self.teacher_steps, self.vision_warmup, self.student_epochs, self.bench_calls = 150, 200, 5, 1000
+            self.robustness_events = 128  # ~20 shifts x 2 models: 58 s on 256 events
         for name in ("events", "calib_events", "test_events", "teacher_steps", "replicas", "student_epochs", "bench_calls"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.train_detector not in ("nominal", "randomized"):
             raise UserError(f"--train-detector must be nominal or randomized, got {self.train_detector!r}")
+        if self.robustness_events is not None and self.robustness_events < 1:
+            raise UserError(f"--robustness-events must be at least 1, got {self.robustness_events}")
         if self.res < 32:
             raise UserError(f"--res must be at least 32, got {self.res}")

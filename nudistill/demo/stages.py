@@ -142,7 +142,8 @@ def robustness(run: Path, cfg: DemoConfig, done: dict) -> dict:
 
     models = {"student": done["export"]["model"], "teacher": done["teacher"]["dir"]}
     return {name: headline(run_robustness(RobustnessConfig(model=model, events=done["simulate"]["test"],
-                                                           out=str(run / "robustness" / name), seed=cfg.seed)))
+                                                           out=str(run / "robustness" / name), seed=cfg.seed,
+                                                           limit=cfg.robustness_events)))
             for name, model in models.items()}
 
 
