@@ -33,6 +33,8 @@ def test_help_explains_every_option(verb):
     (["label", "--events", "x", "--teacher", "t", "--out", "o", "--rationale", "some"], "rationale policy"),
     (["demo", "--events", "0"], "--events must be at least 1"),
     (["distill", "--out", "o"], "--events is required"),
+    (["distill", "--events", "e", "--labels", "l", "--out", "o", "--detector-prob", "1.5"], "--detector-prob must lie between 0 and 1"),
+    (["demo", "--robustness-events", "0"], "--robustness-events must be at least 1"),
     (["simulate", "--config", "/nonexistent/config.json"], "--config /nonexistent/config.json: cannot read it"),
     (["report", "/nonexistent/run"], "no evaluate/predictions.npz"),
 ])

@@ -45,6 +45,8 @@ class DistillConfig:
     """Fraction of events held out for validation, by a hash of event_id."""
     augment: bool = True
     """Shifts, a randomised detector readout (nudistill.shifts.DetectorAugment) and 2x degradation on training events."""
+    detector_prob: float = 0.8
+    """With --augment: the share of training events read out by a randomised detector (the rest keep their own)."""
     shuffle_buffer: int = 256
     """Events in the streaming shuffle buffer."""
     bn_recalibration_batches: int = 20
@@ -87,6 +89,8 @@ class DistillConfig:
         if self.labels is None and (self.hard_labels == "teacher" or self.concept_source == "teacher"):
             # Without a teacher only truth can supervise: say so rather than train on nothing.
             raise UserError("without --labels only truth can supervise: pass --hard-labels truth --concept-source truth (or none)")
+        if not 0.0 <= self.detector_prob <= 1.0:
+            raise UserError(f"--detector-prob must lie between 0 and 1, got {self.detector_prob}")
         if not 0.0 < self.val_fraction < 1.0:
             raise UserError(f"--val-fraction must lie strictly between 0 and 1, got {self.val_fraction}")
         if self.max_steps_per_epoch < 0:

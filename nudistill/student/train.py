@@ -131,7 +131,7 @@ def _loaders(cfg: DistillConfig, spec: DataSpec, index, hooks: Hooks, device: to
     kw = dict(batch_size=cfg.batch_size, num_workers=n_workers, pin_memory=device.type == "cuda",
               persistent_workers=False)
     shard = dict(seed=cfg.seed, rank=hooks.rank, world=hooks.world)
-    aug = DetectorAugment() if cfg.augment else None
+    aug = DetectorAugment(prob=cfg.detector_prob) if cfg.augment else None
     train = torch.utils.data.DataLoader(DistillDataset(spec, index, "train", aug, cfg.shuffle_buffer, **shard), **kw)
     return {"train": train, "calib": train,  # a fresh iterator each pass: the epoch's first batches again
             "val": torch.utils.data.DataLoader(DistillDataset(spec, index, "val", None, 0, **shard), **kw)}
