@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from nudistill.cli import main
+from nudistill.errors import UserError
 from nudistill.student import create_student, load_student
 from nudistill.student.bn import recalibrate_bn
 from nudistill.student.evaluate import evaluate
@@ -139,3 +140,27 @@ def test_ray_train_two_workers_writes_the_same_checkpoint_format(small, tmp_path
     m = load_student(tmp_path)
     assert m.cfg.name == "lean_pool4" and m.cfg.height == 64
     assert 1 <= _lines(tmp_path / "metrics.jsonl")[0]["steps"] <= 2  # per worker: ~27 train events // (2 x 8), capped at 2
+
+
+def test_ema_weights_are_shipped_and_resume_like_an_uninterrupted_run(small, tmp_path):
+    events, labels = small
+    cfg = dict(events=str(events), labels=str(labels), epochs=2, max_steps_per_epoch=2, ema=0.5,
+               bn_recalibration_batches=0, **TINY) | {"batch_size": 8}  # BN as trained: the weights alone differ
+
+    def state(run):
+        return torch.load(tmp_path / run / "last" / "state.pt", weights_only=True)
+
+    train({**cfg, "out": str(tmp_path / "split"), "epochs": 1})
+    shipped, raw = (load_student(tmp_path / "split" / d).state_dict() for d in ("", "last"))
+    ema = state("split")["ema"]
+    assert int(ema["n_averaged"]) == 2  # one EMA update per optimiser step
+    for k, v in shipped.items():  # the best (only) epoch's checkpoint is the average, not the last step
+        if v.is_floating_point() and "running" not in k:
+            torch.testing.assert_close(v, ema[f"module.{k}"])
+    assert any(not torch.equal(shipped[k], raw[k]) for k in shipped if "running" not in k)
+
+    train({**cfg, "out": str(tmp_path / "split")})  # resumes the EMA along with the weights and the optimiser
+    assert int(state("split")["ema"]["n_averaged"]) == 4  # a fresh EMA would have counted 2
+    train({**cfg, "out": str(tmp_path / "plain"), "epochs": 1, "ema": 0.0})
+    with pytest.raises(UserError, match="without --ema"):
+        train({**cfg, "out": str(tmp_path / "plain")})  # a run without an average cannot resume into one

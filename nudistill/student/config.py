@@ -31,6 +31,9 @@ class DistillConfig:
     """Peak learning rate of AdamW (linear warm-up over the first epoch's 10%, then cosine to 0)."""
     weight_decay: float = 1e-4
     """AdamW weight decay."""
+    ema: float = 0.0
+    """Decay per step of an exponential moving average of the weights, which is validated and shipped instead of
+    the last step's weights (0 = off; 0.98 averages over ~50 steps)."""
     alpha: float = 1.0
     """Weight of the soft-target KL term; 1 - alpha weighs the hard-label CE."""
     temperature: float = 2.0
@@ -89,6 +92,8 @@ class DistillConfig:
         if self.labels is None and (self.hard_labels == "teacher" or self.concept_source == "teacher"):
             # Without a teacher only truth can supervise: say so rather than train on nothing.
             raise UserError("without --labels only truth can supervise: pass --hard-labels truth --concept-source truth (or none)")
+        if not 0.0 <= self.ema < 1.0:
+            raise UserError(f"--ema must lie in [0, 1), got {self.ema}")
         if not 0.0 <= self.detector_prob <= 1.0:
             raise UserError(f"--detector-prob must lie between 0 and 1, got {self.detector_prob}")
         if not 0.0 < self.val_fraction < 1.0:

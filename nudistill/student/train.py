@@ -20,6 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from nudistill.config import save_config
 from nudistill.errors import UserError
@@ -87,8 +88,10 @@ def train_loop(config: dict, hooks: Hooks) -> dict:
     if cfg.max_steps_per_epoch:
         steps = min(steps, cfg.max_steps_per_epoch)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    start, best = _resume(cfg, model, opt, out, hooks.resume_dir(out) if cfg.resume else None)
     model = hooks.prepare_model(model, device)
+    core = getattr(model, "module", model)
+    ema = AveragedModel(core, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema)) if cfg.ema else None
+    start, best = _resume(cfg, core, opt, ema, out, hooks.resume_dir(out) if cfg.resume else None)
     if hooks.is_main:
         save_config(cfg, out / "distill_config.json")
         log.info("training %s on %d events (%d val), %d steps/epoch, counts %s", cfg.student, sv.n_train, sv.n_val, steps, sv.counts)
@@ -98,10 +101,10 @@ def train_loop(config: dict, hooks: Hooks) -> dict:
     summary: dict = {"epochs_run": 0, "best_val_loss": best, "survey": asdict(sv)}
     for epoch in range(start, cfg.epochs):
         t0 = time.time()
-        train_stats = _train_epoch(model, opt, loaders, weights, epoch, steps, cfg, device, hooks)
-        core = getattr(model, "module", model)
-        recalibrate_bn(core, loaders["calib"], cfg.bn_recalibration_batches, device)
-        val = validate(core, loaders["val"], weights, device)
+        train_stats = _train_epoch(model, opt, ema, loaders, weights, epoch, steps, cfg, device, hooks)
+        shipped = ema.module if ema is not None else core  # what is validated and saved as the best checkpoint
+        recalibrate_bn(shipped, loaders["calib"], cfg.bn_recalibration_batches, device)
+        val = validate(shipped, loaders["val"], weights, device)
         row = {"epoch": epoch, **train_stats, **{f"val_{k}": v for k, v in val.items()}, "seconds": round(time.time() - t0, 2)}
         score = val["loss"] if val["n"] else train_stats["train_loss"]  # no val events: select on train loss
         is_best = score < best
@@ -110,9 +113,10 @@ def train_loop(config: dict, hooks: Hooks) -> dict:
         if hooks.is_main:
             meta = {"epoch": epoch, "teacher": teacher, "val": val, "train_config": asdict(cfg)}
             if is_best:
-                save_student(core, out, extra_meta=meta)
+                save_student(shipped, out, extra_meta=meta)
             last = save_student(core, out / LAST, extra_meta=meta)
-            torch.save({"epoch": epoch, "best": best, "optimizer": opt.state_dict()}, last / STATE)
+            state = {"epoch": epoch, "best": best, "optimizer": opt.state_dict()}
+            torch.save(state | ({"ema": ema.state_dict()} if ema is not None else {}), last / STATE)
             with open(out / METRICS, "a") as f:
                 f.write(json.dumps(row) + "\n")
         hooks.report(row, last)
@@ -137,8 +141,8 @@ def _loaders(cfg: DistillConfig, spec: DataSpec, index, hooks: Hooks, device: to
             "val": torch.utils.data.DataLoader(DistillDataset(spec, index, "val", None, 0, **shard), **kw)}
 
 
-def _train_epoch(model, opt, loaders, weights, epoch, steps, cfg, device, hooks) -> dict:
-    """One epoch of ``steps`` optimiser steps; returns mean loss parts and the last learning rate."""
+def _train_epoch(model, opt, ema, loaders, weights, epoch, steps, cfg, device, hooks) -> dict:
+    """One epoch of ``steps`` optimiser steps (``ema`` follows each); returns mean loss parts and the last learning rate."""
     model.train()
     loaders["train"].dataset.set_epoch(epoch)
     sums: dict[str, float] = {}
@@ -154,6 +158,8 @@ def _train_epoch(model, opt, loaders, weights, epoch, steps, cfg, device, hooks)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if ema is not None:
+            ema.update_parameters(getattr(model, "module", model))
         for k, v in {"loss": float(loss.detach()), **parts}.items():
             sums[k] = sums.get(k, 0.0) + v
         n += 1
@@ -171,8 +177,8 @@ def _lr(cfg: DistillConfig, step: int, total: int, steps_per_epoch: int) -> floa
     return 0.5 * cfg.lr * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
 
 
-def _resume(cfg: DistillConfig, model, opt, out: Path, last: Path | None) -> tuple[int, float]:
-    """Load checkpoint ``last`` into ``model`` and ``opt``; return (first epoch to run, best val loss)."""
+def _resume(cfg: DistillConfig, model, opt, ema, out: Path, last: Path | None) -> tuple[int, float]:
+    """Load checkpoint ``last`` into ``model``, ``opt`` and ``ema``; return (first epoch to run, best val loss)."""
     if last is None:
         if (out / METRICS).exists():
             (out / METRICS).unlink()  # a fresh run in an old directory starts a fresh log
@@ -186,6 +192,10 @@ def _resume(cfg: DistillConfig, model, opt, out: Path, last: Path | None) -> tup
     model.load_state_dict(load_student(last).state_dict())
     state = torch.load(last / STATE, map_location="cpu", weights_only=True)
     opt.load_state_dict(state["optimizer"])
+    if ema is not None:
+        if "ema" not in state:
+            raise UserError(f"{last} was trained without --ema; use another --out or --no-resume")
+        ema.load_state_dict(state["ema"])
     _truncate_metrics(out / METRICS, state["epoch"])
     log.info("resuming %s after epoch %d", out, state["epoch"] + 1)
     return state["epoch"] + 1, float(state["best"])
