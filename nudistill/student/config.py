@@ -33,7 +33,8 @@ class DistillConfig:
     """AdamW weight decay."""
     ema: float = 0.0
     """Decay per step of an exponential moving average of the weights, which is validated and shipped instead of
-    the last step's weights (0 = off; 0.98 averages over ~50 steps)."""
+    the last step's weights (0 = off; 0.98 averages over ~50 steps). On the default demo's labels 0.98 gave 0.896
+    test accuracy against 0.904 without (README)."""
     alpha: float = 1.0
     """Weight of the soft-target KL term; 1 - alpha weighs the hard-label CE."""
     temperature: float = 2.0
