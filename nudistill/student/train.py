@@ -88,10 +88,12 @@ def train_loop(config: dict, hooks: Hooks) -> dict:
     if cfg.max_steps_per_epoch:
         steps = min(steps, cfg.max_steps_per_epoch)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    model = hooks.prepare_model(model, device)
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema)) if cfg.ema else None
+    start, best = _resume(cfg, model, opt, ema, out, hooks.resume_dir(out) if cfg.resume else None)
+    model = hooks.prepare_model(model, device)  # after the resume: DDP starts every rank from rank 0's weights
     core = getattr(model, "module", model)
-    ema = AveragedModel(core, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema)) if cfg.ema else None
-    start, best = _resume(cfg, core, opt, ema, out, hooks.resume_dir(out) if cfg.resume else None)
+    if ema is not None:
+        ema.to(device)
     if hooks.is_main:
         save_config(cfg, out / "distill_config.json")
         log.info("training %s on %d events (%d val), %d steps/epoch, counts %s", cfg.student, sv.n_train, sv.n_val, steps, sv.counts)
