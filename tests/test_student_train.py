@@ -142,7 +142,7 @@ def test_ray_train_two_workers_writes_the_same_checkpoint_format(small, tmp_path
     assert 1 <= _lines(tmp_path / "metrics.jsonl")[0]["steps"] <= 2  # per worker: ~27 train events // (2 x 8), capped at 2
 
 
-def test_ema_weights_are_shipped_and_resume_like_an_uninterrupted_run(small, tmp_path):
+def test_ema_weights_are_shipped_and_resumed_with_the_run(small, tmp_path):
     events, labels = small
     cfg = dict(events=str(events), labels=str(labels), epochs=2, max_steps_per_epoch=2, ema=0.5,
                bn_recalibration_batches=0, **TINY) | {"batch_size": 8}  # BN as trained: the weights alone differ

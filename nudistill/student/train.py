@@ -146,6 +146,7 @@ def _loaders(cfg: DistillConfig, spec: DataSpec, index, hooks: Hooks, device: to
 def _train_epoch(model, opt, ema, loaders, weights, epoch, steps, cfg, device, hooks) -> dict:
     """One epoch of ``steps`` optimiser steps (``ema`` follows each); returns mean loss parts and the last learning rate."""
     model.train()
+    core = getattr(model, "module", model)  # what the EMA averages (the module inside DDP)
     loaders["train"].dataset.set_epoch(epoch)
     sums: dict[str, float] = {}
     n = 0
@@ -161,7 +162,7 @@ def _train_epoch(model, opt, ema, loaders, weights, epoch, steps, cfg, device, h
         loss.backward()
         opt.step()
         if ema is not None:
-            ema.update_parameters(getattr(model, "module", model))
+            ema.update_parameters(core)
         for k, v in {"loss": float(loss.detach()), **parts}.items():
             sums[k] = sums.get(k, 0.0) + v
         n += 1
