@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from nudistill import CLASSES, CONCEPTS, preflight
 from nudistill.errors import UserError
@@ -194,7 +195,6 @@ took 564 MB of the reading process, of a 64-event row group 74 MB. The row group
 def write_events(table: pa.Table, path: str | os.PathLike) -> None:
     """Write contract-1 ``table`` as one zstd Parquet file, in row groups of ~ROW_GROUP_BYTES of views, the views
     without dictionary encoding (no two events share bytes; a dictionary page is only overhead)."""
-    import pyarrow.parquet as pq
 
     view_bytes = sum(pc.sum(pc.binary_length(table.column(v))).as_py() or 0 for v in VIEWS if v in table.column_names)
     per_event = max(1, view_bytes // max(1, table.num_rows))
@@ -269,38 +269,62 @@ def _path_in(fs: pafs.FileSystem, uri: str) -> str:
     return _filesystem(uri)[1]
 
 
+READ_BUFFER = 1 << 20  # bytes: a column chunk is read through a buffer this size, not whole
+
+
 def iter_batches(
     uri: str | os.PathLike | Sequence[str],
     batch_size: int = 256,
     columns: Sequence[str] | None = None,
     limit: int | None = None,
-    memory_pool: pa.MemoryPool | None = None,
     skip_bad_files: bool = False,
 ) -> Iterator[pa.RecordBatch]:
-    """Stream record batches of at most ``batch_size`` rows; memory stays near one batch, whatever the dataset size.
+    """Stream record batches of at most ``batch_size`` rows; memory stays near one row group, whatever
+    the dataset size and however slow the consumer.
 
-    ``memory_pool`` takes the reader's Arrow allocations (default: the process pool), so a caller can
-    measure what reading costs apart from the rest of the process; it must outlive every batch.
+    Reading is pull-based and on the caller's thread: a file's next row group is read only when the
+    consumer asks for the next batch. (Arrow's dataset scanner reads ahead on I/O threads, so what it
+    held depended on timing: nine batches in one loaded run.) Every batch has the first file's schema,
+    as a pyarrow dataset would give it: a column a later file lacks comes as nulls.
     """
     if batch_size <= 0:
         raise UserError(f"batch size must be positive, got {batch_size}")
-    ds = resolve_dataset(uri, skip_bad_files)
-    if columns is not None:
-        missing = [c for c in columns if c not in ds.schema.names]
-        if missing:
-            raise UserError(f"{uri} lacks the column(s) {', '.join(missing)}")
-    seen = 0
-    scanner = ds.scanner(columns=list(columns) if columns else None, batch_size=batch_size,
-                         batch_readahead=1, fragment_readahead=1, use_threads=False, memory_pool=memory_pool)
-    for batch in scanner.to_batches():
-        if batch.num_rows == 0:
-            continue
-        if limit is not None:
-            if seen >= limit:
-                return
-            batch = batch.slice(0, limit - seen)
-        seen += batch.num_rows
-        yield batch
+    files = resolve_files(uri, skip_bad_files)
+    schema, seen = None, 0
+    for path in files.paths:
+        with files.filesystem.open_input_file(path) as f:
+            pf = pq.ParquetFile(f, pre_buffer=False, buffer_size=READ_BUFFER)
+            if schema is None:
+                schema = _projected_schema(pf.schema_arrow, columns, uri)
+            present = [n for n in schema.names if n in pf.schema_arrow.names]
+            for batch in pf.iter_batches(batch_size=batch_size, columns=present, use_threads=False):
+                if batch.num_rows == 0:
+                    continue
+                if limit is not None:
+                    if seen >= limit:
+                        return
+                    batch = batch.slice(0, limit - seen)
+                seen += batch.num_rows
+                yield _conform(batch, schema)
+
+
+def _projected_schema(schema: pa.Schema, columns: Sequence[str] | None, uri) -> pa.Schema:
+    if columns is None:
+        return schema
+    missing = [c for c in columns if c not in schema.names]
+    if missing:
+        raise UserError(f"{uri} lacks the column(s) {', '.join(missing)}")
+    return pa.schema([schema.field(c) for c in columns])
+
+
+def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """``batch`` with ``schema``'s columns, in order and type; a column it lacks comes as nulls."""
+    if batch.schema.equals(schema):
+        return batch
+    names = batch.schema.names
+    arrays = [batch.column(f.name).cast(f.type) if f.name in names else pa.nulls(batch.num_rows, f.type)
+              for f in schema]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
 def count_rows(uri: str | os.PathLike | Sequence[str], skip_bad_files: bool = False) -> int:
