@@ -1,7 +1,7 @@
 """The two-view student network and its config: raw uint8 pixel maps in, class and concept logits out.
 
 All preprocessing lives in ``forward`` so that the ONNX export carries it (docs/contracts.md, contract 3):
-uint8 ``xz``/``yz`` ``(B, H, W)`` -> float -> isolated-hit filter -> max-pool by ``pool`` -> cosmic tagger
+uint8 ``xz``/``yz`` ``(B, H, W)`` -> float -> noise floor -> isolated-hit filter -> max-pool by ``pool`` -> cosmic tagger
 (through-going muons cleared, :mod:`nudistill.student.cosmic_graph`) -> log scale of the ADC -> CNN.
 
 Why the isolated-hit filter (after a first 2x max-pool, where it is 5x cheaper): a max-pool by 4 turns one
@@ -25,6 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from nudistill import CLASSES, CONCEPTS
+from nudistill.detector import NOISE_FLOOR_DROP, NOISE_FLOOR_LADDER, NOISE_FLOOR_OCCUPANCY
 from nudistill.errors import UserError
 from nudistill.student.cosmic_graph import CosmicTagger
 from nudistill.student.blocks import ConvNormAct, InvertedResidual, make_divisible
@@ -57,6 +58,9 @@ class StudentConfig:
     isolated_filter: int = 0
     """Zero lit pixels with no lit 8-neighbour after a max-pool by this factor (0 = off; must divide pool).
     After 2x it costs ~0.15 ms at 512² (ONNX, one thread) against ~0.75 ms at full resolution."""
+    noise_floor: bool = False
+    """Raise each map's zero-suppression floor where noise lights it densely (:class:`NoiseFloor`), before the
+    isolated-hit filter. Off in configs saved before it existed, so they rebuild unchanged."""
     isolated_min_neighbours: int = 1
     """The filter keeps a lit pixel only when at least this many of its 8 neighbours are lit (1-8). After a 2x
     pool, 2 keeps the inside of every track (a line has two neighbours) but removes pairs of noise pixels."""
@@ -125,15 +129,41 @@ def scale_adc(x: torch.Tensor, kind: str) -> torch.Tensor:
     return x * (1.0 / 255.0)
 
 
-def suppress_isolated(x: torch.Tensor, min_neighbours: int = 1) -> torch.Tensor:
+def suppress_isolated(x: torch.Tensor, min_neighbours: int = 1, floor: torch.Tensor | None = None) -> torch.Tensor:
     """(B, 1, H, W) float: zero pixels with fewer than ``min_neighbours`` lit 8-neighbours.
 
     The torch twin of :func:`nudistill.detector.suppress_isolated`. An unlit pixel stays 0 whatever its
     neighbours, so the test may count the pixel itself: lit pixels in the 3x3 window > min_neighbours.
     """
+    if floor is not None:  # a pixel below its map's floor (V, 1, 1, 1) is not lit: zeroed, and no one's neighbour
+        lit = (x >= floor.clamp(min=1.0)).to(x.dtype)
+        in_window = F.avg_pool2d(lit, 3, stride=1, padding=1, count_include_pad=True) * 9.0
+        return x * (lit * (in_window > min_neighbours + 0.5).to(x.dtype))
     lit = x.clamp(0.0, 1.0)  # ADC counts are integers >= 0: 1 where lit
     in_window = F.avg_pool2d(lit, 3, stride=1, padding=1, count_include_pad=True) * 9.0  # (B, 1, H, W)
     return x * (in_window > min_neighbours + 0.5).to(x.dtype)
+
+
+class NoiseFloor(nn.Module):
+    """(V, 1, H, W) float ADC -> (V, 1, 1, 1): each map's floor, the torch twin of
+    :func:`nudistill.detector.noise_floor` (the same ladder, rule and sample; counts, so both give the same levels)."""
+
+    def __init__(self):
+        super().__init__()
+        ladder = NOISE_FLOOR_LADDER  # constants, not weights: outside the state dict
+        self.register_buffer("levels", torch.tensor([max(lo, 1) for lo in ladder], dtype=torch.float32)
+                             .view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("steps", torch.tensor([hi - lo for lo, hi in zip(ladder[:-1], ladder[1:])],
+                                                   dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        sub = F.max_pool2d(x, 1, stride=8)  # (V, 1, h, w) = x[:, :, ::8, ::8]; a strided Slice costs ORT 3x more
+        cap = NOISE_FLOOR_OCCUPANCY * ((x.shape[-2] + 7) // 8) * ((x.shape[-1] + 7) // 8)
+        lit = (sub >= self.levels).to(x.dtype).sum((2, 3), keepdim=True)  # (V, L, 1, 1): every level in one pass
+        below, above = lit[:, :-1], lit[:, 1:]
+        noise = ((below > cap) & ((below > NOISE_FLOOR_DROP * above) | (below == above))).to(x.dtype)  # (V, L-1, 1, 1)
+        raised = (torch.cumsum(1.0 - noise, dim=1) == 0).to(x.dtype)  # every level below passed too
+        return (raised * self.steps).sum(1, keepdim=True)  # few nodes: each costs ORT a dispatch
 
 
 class Backbone(nn.Module):
@@ -185,16 +215,22 @@ class TwoViewStudent(nn.Module):
         self.concept_head = nn.Linear(feat, len(cfg.concepts))
         self.tagger = CosmicTagger(cfg.height // cfg.pool, cfg.width // cfg.pool, pool=cfg.cosmic_tagger) \
             if cfg.cosmic_tagger else None
+        self.floor = NoiseFloor() if cfg.noise_floor else None
 
     def pooled(self, views: torch.Tensor) -> torch.Tensor:
         """uint8 (V, H, W) -> float (V, 1, H/pool, W/pool) ADC counts: isolated hits removed, max-pooled."""
         pool, first = self.cfg.pool, self.cfg.isolated_filter
         x = views.unsqueeze(1).to(torch.float32)
+        floor = self.floor(x) if self.floor is not None else None  # from the full-resolution map
         if first:
-            x = suppress_isolated(F.max_pool2d(x, first) if first > 1 else x, self.cfg.isolated_min_neighbours)
+            # the max of pixels at or above a floor is the max if it is at or above it: the floor commutes with
+            # a max-pool, so it is applied after it, inside the filter (no pass of its own)
+            x = suppress_isolated(F.max_pool2d(x, first) if first > 1 else x, self.cfg.isolated_min_neighbours, floor)
             pool //= first
         if pool > 1:
             x = F.max_pool2d(x, pool)  # keeps one-pixel tracks that a stride would skip
+        if floor is not None and not first:
+            x = x * (x >= floor).to(x.dtype)
         return x
 
     def forward(self, xz: torch.Tensor, yz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

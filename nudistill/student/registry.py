@@ -33,7 +33,7 @@ def _lean(**changes) -> dict:
     # blocked NCHWc layout: lean_pool4 p50 1.14 ms without against 1.38 ms with, lean_stride4 5.3 against
     # 6.4-6.7 ms (bench/online.py --set se=...).
     return dict(width_mult=0.5, stages=LEAN_STAGES, last_channels=256, head_hidden=128, shared=True, se=False,
-                global_pool="meanmax", isolated_filter=1, isolated_min_neighbours=2) | changes
+                global_pool="meanmax", isolated_filter=1, isolated_min_neighbours=2, noise_floor=True) | changes
 
 
 def register(fn: Callable[[], dict]) -> Callable[[], dict]:
