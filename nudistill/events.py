@@ -195,7 +195,6 @@ took 564 MB of the reading process, of a 64-event row group 74 MB. The row group
 def write_events(table: pa.Table, path: str | os.PathLike) -> None:
     """Write contract-1 ``table`` as one zstd Parquet file, in row groups of ~ROW_GROUP_BYTES of views, the views
     without dictionary encoding (no two events share bytes; a dictionary page is only overhead)."""
-
     view_bytes = sum(pc.sum(pc.binary_length(table.column(v))).as_py() or 0 for v in VIEWS if v in table.column_names)
     per_event = max(1, view_bytes // max(1, table.num_rows))
     pq.write_table(table, path, compression="zstd", row_group_size=max(1, ROW_GROUP_BYTES // per_event),

@@ -135,13 +135,12 @@ def suppress_isolated(x: torch.Tensor, min_neighbours: int = 1, floor: torch.Ten
     The torch twin of :func:`nudistill.detector.suppress_isolated`. An unlit pixel stays 0 whatever its
     neighbours, so the test may count the pixel itself: lit pixels in the 3x3 window > min_neighbours.
     """
-    if floor is not None:  # a pixel below its map's floor (V, 1, 1, 1) is not lit: zeroed, and no one's neighbour
-        lit = (x >= floor.clamp(min=1.0)).to(x.dtype)
-        in_window = F.avg_pool2d(lit, 3, stride=1, padding=1, count_include_pad=True) * 9.0
-        return x * (lit * (in_window > min_neighbours + 0.5).to(x.dtype))
-    lit = x.clamp(0.0, 1.0)  # ADC counts are integers >= 0: 1 where lit
+    # ADC counts are integers >= 0: clamped, 1 where lit. Below its map's floor (V, 1, 1, 1) a pixel is not lit:
+    # zeroed, and no one's neighbour.
+    lit = x.clamp(0.0, 1.0) if floor is None else (x >= floor.clamp(min=1.0)).to(x.dtype)
     in_window = F.avg_pool2d(lit, 3, stride=1, padding=1, count_include_pad=True) * 9.0  # (B, 1, H, W)
-    return x * (in_window > min_neighbours + 0.5).to(x.dtype)
+    keep = (in_window > min_neighbours + 0.5).to(x.dtype)
+    return x * (keep if floor is None else lit * keep)
 
 
 class NoiseFloor(nn.Module):
