@@ -70,6 +70,11 @@ def test_onnx_holds_contract_3(demo_run):
     assert json.loads(meta["classes"]) == list(CLASSES) and json.loads(meta["concepts"]) == list(CONCEPTS)
     assert {"height", "width", "teacher", "student", "metrics", "nudistill_version", "created"} <= set(meta)
     assert [i.name for i in sess.get_inputs()] == ["xz", "yz"] and [o.name for o in sess.get_outputs()] == ["probs", "concepts"]
+    # calibrated on the 128 calib events under the nominal and a randomised readout
+    calibration = json.loads((run / "distill" / "calibration.json").read_text())
+    student = json.loads(meta["student_config"])
+    assert calibration["n"] == 256 and student["logit_scale"] == pytest.approx(1 / calibration["temperature"])
+    assert student["logit_bias"] == pytest.approx(calibration["bias"]) and calibration["nll_after"] <= calibration["nll_before"]
     latency = json.loads(meta["metrics"])["latency"]  # contract 3: every shipped model carries its certificate
     assert latency and latency["p99_ms"] >= latency["p50_ms"] > 0 and len(latency["samples_ms"]) >= 100
 

@@ -1,4 +1,5 @@
-"""The training loop: overfitting 32 events, BatchNorm recalibration, resume, CLI, evaluation, Ray Train.
+"""The training loop: overfitting 32 events, BatchNorm recalibration, resume, CLI, evaluation, Ray Train,
+calibration against truth.
 
 Labels come from ``stand_in_labels`` (truth with noise standing in for the teacher): a test fixture only.
 """
@@ -15,7 +16,9 @@ import torch
 from nudistill.cli import main
 from nudistill.errors import UserError
 from nudistill.student import create_student, load_student
+from nudistill.student import calibrate
 from nudistill.student.bn import recalibrate_bn
+from nudistill.student.config import DistillConfig
 from nudistill.student.evaluate import evaluate
 from nudistill.student.stand_in import stand_in_labels
 from nudistill.student.train import train
@@ -164,3 +167,56 @@ def test_ema_weights_are_shipped_and_resumed_with_the_run(small, tmp_path):
     train({**cfg, "out": str(tmp_path / "plain"), "epochs": 1, "ema": 0.0})
     with pytest.raises(UserError, match="without --ema"):
         train({**cfg, "out": str(tmp_path / "plain")})  # a run without an average cannot resume into one
+
+
+def test_calibration_fit_recovers_a_known_temperature_and_bias():
+    rng = np.random.default_rng(0)
+    z = rng.normal(0, 2, (6000, 3))
+    a, b = 2.5, np.array([0.0, 0.8, -0.5])
+    p = np.exp(a * z + b)
+    p /= p.sum(1, keepdims=True)
+    y = np.array([rng.choice(3, p=row) for row in p])
+    scale, bias = calibrate.fit(y, z, "bias")
+    assert abs(scale - a) < 0.15 and np.abs(bias - b).max() < 0.15
+    assert calibrate.nll(y, z, scale, bias) < calibrate.nll(y, z, scale) < calibrate.nll(y, z)
+    scale_t, bias_t = calibrate.fit(y, z, "temperature")
+    assert not bias_t.any() and abs(scale_t - a) < 0.5  # one number cannot absorb the bias as well
+
+
+@pytest.mark.slow
+def test_calibrated_checkpoint_scores_and_exports_its_affine_map(overfit, sim_dir, tmp_path):
+    import shutil
+
+    import onnxruntime as ort
+
+    from nudistill.export.pipeline import write_model
+
+    ck = tmp_path / "ck"
+    shutil.copytree(overfit, ck)
+    held_out = tmp_path / "held_out.parquet"  # the 88 events overfit never saw
+    pq.write_table(pq.read_table(sim_dir).slice(32), held_out)
+    report = calibrate.calibrate_checkpoint(ck, str(held_out))
+    assert report["n"] == 88 and report["nll_after"] < report["nll_before"]
+    raw, cal = load_student(overfit), load_student(ck)
+    a, b = cal.cfg.logit_scale, np.array(cal.cfg.logit_bias)
+    assert a == pytest.approx(1 / report["temperature"]) and b[0] == 0 and (a, *b[1:]) != (1, 0, 0)
+    views = torch.from_numpy(np.stack([np.frombuffer(v, np.uint8) for v in pq.read_table(held_out).column("xz").to_pylist()[:8]]).reshape(8, 64, 64))
+    with torch.no_grad():
+        (lr, cr), (lc, cc) = raw(views, views), cal(views, views)
+    np.testing.assert_allclose(lc.numpy(), a * lr.numpy() + b, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(cc.numpy(), cr.numpy())  # concepts untouched
+    write_model(cal, tmp_path / "m.onnx", teacher="stand-in", metrics={})
+    sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    probs = sess.run(["probs"], {"xz": views.numpy(), "yz": views.numpy()})[0]
+    np.testing.assert_allclose(probs, torch.softmax(lc, 1).numpy(), atol=1e-4)
+    again = calibrate.calibrate_checkpoint(ck, str(held_out))  # calibrated twice on the same events: no change
+    assert abs(again["temperature"] - 1) < 1e-3 and np.abs(again["bias"]).max() < 1e-3
+    assert json.loads((ck / "calibration.json").read_text())["n"] == 88
+
+
+def test_calibration_without_truth_is_one_sentence(overfit, sim_dir, tmp_path, capsys):
+    pq.write_table(pq.read_table(sim_dir).slice(0, 40).drop_columns(["label"]), tmp_path / "unlabelled.parquet")
+    with pytest.raises(UserError, match="0 events with a truth label"):
+        calibrate.calibrate_checkpoint(overfit, str(tmp_path / "unlabelled.parquet"))
+    with pytest.raises(UserError, match="--calibration"):
+        DistillConfig(events="e", out="o", labels="l", calibration="vector")

@@ -42,8 +42,9 @@ class DemoConfig:
     seed: int = 0
     """Master seed of the simulated sets."""
     train_detector: str = "randomized"
-    """The teacher's fine-tuning readouts: randomized (each train event as the nominal detector reads it and once
-    more under a randomised detector, a draw per event: domain randomisation) or nominal (the first only)."""
+    """The teacher's fine-tuning readouts and the student's calibration readouts: randomized (each train and
+    calibration event as the nominal detector reads it and once more under a randomised detector, a draw per
+    event: domain randomisation) or nominal (the first only)."""
 
     CHOICES = {"train_detector": ("randomized", "nominal")}  # the CLI's choices (cli/dataclass_args.py)
 

@@ -22,7 +22,9 @@ def simulate(run: Path, cfg: DemoConfig, done: dict) -> dict:
     detector (one draw per event; the simulator gives an event the same physics under either): the
     teacher fine-tunes on truth over both. The teacher labels the nominal train events and the student
     learns those labels through the same detector randomisation as augmentation: an NC event with a cosmic
-    muon overlaid keeps its clean NC target instead of the numu_cc the teacher may call it.
+    muon overlaid keeps its clean NC target instead of the numu_cc the teacher may call it. The calibration
+    events are written under a randomised detector too: the student's calibration fits both readouts, so its
+    class bias holds over the conditions it will meet rather than the nominal one alone.
     """
     from nudistill.simulate import SimConfig
 
@@ -32,11 +34,14 @@ def simulate(run: Path, cfg: DemoConfig, done: dict) -> dict:
         out[name] = _simulate_set(SimConfig(n=n, res=cfg.res, seed=cfg.seed, start=start, rows_per_file=500,
                                             out=str(run / "simulate" / name)))
         start += n
-    out["teacher_train"] = out["train"]
+    out["teacher_train"], out["student_calib"] = out["train"], [out["calib"]]
     if cfg.train_detector == "randomized":
         out["teacher_train"] = _simulate_set(SimConfig(n=cfg.events, res=cfg.res, seed=cfg.seed, rows_per_file=500,
                                                        detector="randomized",
                                                        out=str(run / "simulate" / "train_randomized")))
+        out["student_calib"] = [out["calib"], _simulate_set(SimConfig(
+            n=cfg.calib_events, res=cfg.res, seed=cfg.seed, start=cfg.events, rows_per_file=500, detector="randomized",
+            out=str(run / "simulate" / "calib_randomized")))]
     return out | {"sizes": sizes}
 
 
@@ -95,14 +100,15 @@ def label(run: Path, cfg: DemoConfig, done: dict) -> dict:
 
 
 def distill(run: Path, cfg: DemoConfig, done: dict) -> dict:
-    """Distil the teacher's soft labels and rationale concepts into the default student."""
+    """Distil the teacher's soft labels and rationale concepts into the default student, then calibrate its class
+    scores on the held-out calibration events against truth (as the teacher's)."""
     from nudistill.student.config import DistillConfig
     from nudistill.student.registry import DEFAULT_STUDENT
     from nudistill.student.run import run_distill
 
     result = run_distill(DistillConfig(events=done["simulate"]["train"], labels=done["label"]["dir"],
                                  out=str(run / "distill"), student=cfg.student or DEFAULT_STUDENT,
-                                 epochs=cfg.student_epochs))
+                                 epochs=cfg.student_epochs, calibration_events=done["simulate"].get("student_calib", [done["simulate"]["calib"]])))
     return {"dir": str(run / "distill"), **{k: v for k, v in result.items() if isinstance(v, (int, float, str))}}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from nudistill.errors import UserError
+from nudistill.student.calibrate import MODES as CALIBRATION_MODES
 from nudistill.student.data import CONCEPT_SOURCES, HARD_SOURCES
 from nudistill.student.registry import DEFAULT_STUDENT, list_students
 
@@ -67,13 +68,24 @@ class DistillConfig:
     """Cap on optimiser steps per epoch (0 = one pass over the training split)."""
     resume: bool = True
     """Continue from out/last/ when it exists."""
+    calibration_events: list[str] = field(default_factory=list)
+    """Held-out datasets with truth labels (contract 1), comma-separated: after training, the shipped checkpoint's
+    class logits get a temperature and a per-class bias fitted on them all (nudistill.student.calibrate), inside
+    its ONNX export. A student learns its teacher's confidences: too soft for a model more accurate than its
+    teacher, and leaning as the teacher leans. Give events read out as production will be, e.g. a nominal and a
+    randomised-detector readout of the same events (the demo's calib and calib_randomized): on the default demo's
+    labels that lifted test accuracy 0.876 -> 0.912 and 0.890 -> 0.910 (two seeds), worst shift -0.018. Empty:
+    the student ships its teacher's confidences."""
+    calibration: str = "bias"
+    """With --calibration-events: bias (temperature and per-class bias; moves decisions to the calibration
+    events' class mix) or temperature (one temperature; keeps every decision)."""
     skip_bad_files: bool = False
     """Go on without input files that cannot be read as events; else refuse, naming them."""
     threads: int | None = None
     """torch CPU threads (None: torch's default in one process, 1 per Ray Train worker, its CPU reservation)."""
 
     CHOICES = {"student": tuple(list_students()), "hard_labels": HARD_SOURCES, "concept_source": CONCEPT_SOURCES,
-               "device": ("auto", "cpu", "cuda")}  # the CLI's choices (cli/dataclass_args.py)
+               "device": ("auto", "cpu", "cuda"), "calibration": CALIBRATION_MODES}  # the CLI's choices (cli/dataclass_args.py)
 
     def __post_init__(self):
         if self.student not in list_students():
@@ -93,6 +105,8 @@ class DistillConfig:
         if self.labels is None and (self.hard_labels == "teacher" or self.concept_source == "teacher"):
             # Without a teacher only truth can supervise: say so rather than train on nothing.
             raise UserError("without --labels only truth can supervise: pass --hard-labels truth --concept-source truth (or none)")
+        if self.calibration not in CALIBRATION_MODES:
+            raise UserError(f"--calibration {self.calibration!r} must be one of {', '.join(CALIBRATION_MODES)}")
         if not 0.0 <= self.ema < 1.0:
             raise UserError(f"--ema must lie in [0, 1), got {self.ema}")
         if not 0.0 <= self.detector_prob <= 1.0:

@@ -75,16 +75,16 @@ def open_model(path: str | Path, threads: int = 1):
 
 
 def collect(predict, events, labels=None, batch_size: int = 64, limit: int | None = None,
-            skip_bad_files: bool = False) -> dict:
-    """Stream ``events`` through ``predict`` at each resolution; return stacked arrays and skip counts."""
+            skip_bad_files: bool = False, resolutions: tuple[str, ...] = tuple(RESOLUTIONS)) -> dict:
+    """Stream ``events`` through ``predict`` at each of ``resolutions``; return stacked arrays and skip counts."""
     index = None
     if labels:
         from nudistill.student.data import LabelIndex
 
         index = LabelIndex.read(labels)
     validator = Validator((predict.height, predict.width))
-    acc: dict[str, list] = {k: [] for k in ("truth", "truth_concepts", "has_concepts", "teacher", *RESOLUTIONS,
-                                            *(f"{r}_concepts" for r in RESOLUTIONS))}
+    acc: dict[str, list] = {k: [] for k in ("truth", "truth_concepts", "has_concepts", "teacher", *resolutions,
+                                            *(f"{r}_concepts" for r in resolutions))}
     counts: Counter = Counter()
     first = True
     for batch in progress(iter_batches(events, batch_size, limit=limit, skip_bad_files=skip_bad_files),
@@ -98,8 +98,8 @@ def collect(predict, events, labels=None, batch_size: int = 64, limit: int | Non
         if batch.num_rows == 0:
             continue
         views = decode_views(batch)  # (B, 2, H, W) uint8
-        for res, factor in RESOLUTIONS.items():
-            v = degrade_resolution(views, factor)
+        for res in resolutions:
+            v = degrade_resolution(views, RESOLUTIONS[res])
             probs, concepts = predict(np.ascontiguousarray(v[:, 0]), np.ascontiguousarray(v[:, 1]))
             acc[res].append(probs)
             acc[f"{res}_concepts"].append(concepts)

@@ -93,12 +93,21 @@ class StudentConfig:
     """Hidden units of the merged head (0 = linear heads)."""
     dropout: float = 0.1
     """Dropout before the output layers."""
+    logit_scale: float = 1.0
+    """Multiplies the class logits: 1/T of the calibration against truth (:mod:`nudistill.student.calibrate`)."""
+    logit_bias: tuple[float, ...] = ()
+    """Added to the class logits after ``logit_scale``, one per class, fitted by the calibration (empty: none)."""
     overrides: dict = field(default_factory=dict)
     """The overrides passed to create_student on top of the registry defaults."""
 
     def __post_init__(self):
         self.classes, self.concepts = tuple(self.classes), tuple(self.concepts)
         self.stages = tuple(tuple(int(v) for v in s) for s in self.stages)
+        self.logit_scale, self.logit_bias = float(self.logit_scale), tuple(float(v) for v in self.logit_bias or ())
+        if not (math.isfinite(self.logit_scale) and self.logit_scale > 0):
+            raise UserError(f"logit_scale must be positive, got {self.logit_scale}")
+        if self.logit_bias and len(self.logit_bias) != len(self.classes):
+            raise UserError(f"logit_bias has {len(self.logit_bias)} values for {len(self.classes)} classes")
         if self.height <= 0 or self.width <= 0:
             raise UserError(f"student input size must be positive, got {self.height}x{self.width}")
         if self.pool < 1 or self.height % self.pool or self.width % self.pool:
@@ -215,6 +224,9 @@ class TwoViewStudent(nn.Module):
         self.tagger = CosmicTagger(cfg.height // cfg.pool, cfg.width // cfg.pool, pool=cfg.cosmic_tagger) \
             if cfg.cosmic_tagger else None
         self.floor = NoiseFloor() if cfg.noise_floor else None
+        self.calibrated = cfg.logit_scale != 1.0 or any(cfg.logit_bias)
+        bias = torch.tensor(cfg.logit_bias or [0.0] * len(cfg.classes), dtype=torch.float32)
+        self.register_buffer("logit_bias", bias, persistent=False)  # set by calibration, kept in config.json
 
     def pooled(self, views: torch.Tensor) -> torch.Tensor:
         """uint8 (V, H, W) -> float (V, 1, H/pool, W/pool) ADC counts: isolated hits removed, max-pooled."""
@@ -242,4 +254,7 @@ class TwoViewStudent(nn.Module):
         # set of activation ranges, and its agreement with fp32 fell from >= 0.98 to 0.977 (tests/test_export.py)
         f = torch.cat([self.backbone_xz(x[:b]), self.backbone_yz(x[b:])], dim=1)
         h = self.neck(f)  # (B, hidden)
-        return self.class_head(h), self.concept_head(h)
+        logits = self.class_head(h)
+        if self.calibrated:  # two nodes in the graph, none for an uncalibrated student
+            logits = logits * self.cfg.logit_scale + self.logit_bias
+        return logits, self.concept_head(h)

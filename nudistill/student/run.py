@@ -11,15 +11,23 @@ from nudistill.student.config import DistillConfig
 
 
 def run_distill(cfg: DistillConfig, use_ray: bool = False) -> dict:
-    """Train ``cfg.student`` into ``cfg.out`` (best checkpoint, last/, metrics.jsonl, distill_config.json)."""
+    """Train ``cfg.student`` into ``cfg.out`` (best checkpoint, last/, metrics.jsonl, distill_config.json), then
+    calibrate the best checkpoint on ``cfg.calibration_events`` when given (rerunning a finished run only calibrates)."""
+    import torch
+
     if use_ray or cfg.workers > 1:
         from nudistill.student.ray_train import train_with_ray
 
-        return train_with_ray(cfg)
-    import torch
+        result = train_with_ray(cfg)
+    else:
+        from nudistill.student.train import train
 
-    from nudistill.student.train import train
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        result = train(cfg)
+    if cfg.calibration_events:
+        from nudistill.student.calibrate import calibrate_checkpoint
 
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    return train(cfg)
+        result["calibration"] = calibrate_checkpoint(cfg.out, cfg.calibration_events, cfg.calibration,
+                                                     batch_size=cfg.batch_size, skip_bad_files=cfg.skip_bad_files)
+    return result
