@@ -82,6 +82,7 @@ def test_onnx_holds_contract_3(demo_run):
 def test_report_has_every_figure(demo_run):
     run, _ = demo_run
     md = (run / "report" / "report.md").read_text()
+    assert "## Student calibration" in md and "fitted (bias) on 256 labelled events" in md
     for png in ("roc.png", "confusion.png", "reliability.png", "latency.png", "resolution.png", "examples.png",
                 "robustness.png"):
         path = run / "report" / png

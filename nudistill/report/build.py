@@ -126,6 +126,14 @@ def _markdown(run: Path, figs: dict, summary: dict, metrics: dict, under: dict[s
         if summary.get("speedup_per_event"):
             lines += [f"Student vs teacher cost per event on this machine: **{summary['speedup_per_event']:.0f}x faster**, "
                       f"agreement {_fmt(summary.get('agreement'))}.", ""]
+    calib = _json(run / "distill" / "calibration.json")
+    if calib:
+        lines += ["## Student calibration", "",
+                  f"Class logits scaled by 1/T (T = {calib['temperature']:.3f}) and shifted by "
+                  + ", ".join(f"{c} {b:+.2f}" for c, b in zip(CLASSES, calib["bias"]))
+                  + f", fitted ({calib['mode']}) on {calib['n']} labelled events ({', '.join(map(str, calib['events']))}): "
+                  f"NLL {calib['nll_before']:.3f} -> {calib['nll_after']:.3f}, ECE {calib['ece_before']:.3f} -> "
+                  f"{calib['ece_after']:.3f}, accuracy {calib['accuracy_before']:.3f} -> {calib['accuracy_after']:.3f} on those events.", ""]
     concept = metrics.get("student_concept_auc") or {}
     if concept:
         lines += ["## Student concepts (AUC against truth)", "",
