@@ -20,6 +20,14 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return (z / z.sum(-1, keepdims=True)).astype(np.float32)
 
 
+def nll(y: np.ndarray, logits: np.ndarray, scale: float = 1.0, bias: np.ndarray | None = None) -> float:
+    """Mean negative log-likelihood of the true class under softmax(scale * logits + bias), in float64."""
+    z = scale * np.asarray(logits, np.float64) + (0.0 if bias is None else np.asarray(bias, np.float64))
+    z = z - z.max(1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(1, keepdims=True))
+    return float(-logp[np.arange(len(y)), y].mean())
+
+
 def accuracy(y: np.ndarray, probs: np.ndarray) -> float:
     """Fraction of rows whose argmax is the true class."""
     return float((np.asarray(probs).argmax(1) == np.asarray(y)).mean()) if len(y) else float("nan")

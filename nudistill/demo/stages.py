@@ -106,9 +106,11 @@ def distill(run: Path, cfg: DemoConfig, done: dict) -> dict:
     from nudistill.student.registry import DEFAULT_STUDENT
     from nudistill.student.run import run_distill
 
-    result = run_distill(DistillConfig(events=done["simulate"]["train"], labels=done["label"]["dir"],
-                                 out=str(run / "distill"), student=cfg.student or DEFAULT_STUDENT,
-                                 epochs=cfg.student_epochs, calibration_events=done["simulate"].get("student_calib", [done["simulate"]["calib"]])))
+    sim = done["simulate"]
+    calib = sim.get("student_calib", [sim["calib"]])  # a run simulated before calib_randomized existed: nominal only
+    result = run_distill(DistillConfig(events=sim["train"], labels=done["label"]["dir"], out=str(run / "distill"),
+                                       student=cfg.student or DEFAULT_STUDENT, epochs=cfg.student_epochs,
+                                       calibration_events=calib))
     return {"dir": str(run / "distill"), **{k: v for k, v in result.items() if isinstance(v, (int, float, str))}}
 
 

@@ -25,20 +25,13 @@ import numpy as np
 
 from nudistill import metrics
 from nudistill.errors import UserError
+from nudistill.metrics import nll
 from nudistill.log import get_logger
 
 log = get_logger("student")
 MODES = ("bias", "temperature")
 MIN_EVENTS = 30
 """Fewer labelled events than this cannot fit three numbers that a filter will rely on."""
-
-
-def nll(y: np.ndarray, logits: np.ndarray, scale: float = 1.0, bias: np.ndarray | None = None) -> float:
-    """Mean negative log-likelihood of the truth under softmax(scale * logits + bias)."""
-    z = scale * np.asarray(logits, np.float64) + (0.0 if bias is None else np.asarray(bias, np.float64))
-    z = z - z.max(1, keepdims=True)
-    logp = z - np.log(np.exp(z).sum(1, keepdims=True))
-    return float(-logp[np.arange(len(y)), y].mean())
 
 
 def fit(y: np.ndarray, logits: np.ndarray, mode: str = "bias") -> tuple[float, np.ndarray]:
@@ -80,7 +73,7 @@ def calibrate_checkpoint(directory: str | Path, events: str | list[str], mode: s
     so calibrating twice on the same events changes nothing. Returns the report stored in the checkpoint's
     ``meta.calibration`` and in ``directory/calibration.json``.
     """
-    from nudistill.student.checkpoint import CONFIG, read_config
+    from nudistill.student.checkpoint import read_config, write_config
     from nudistill.student.evaluate import collect, open_model
 
     directory = Path(directory)
@@ -108,10 +101,8 @@ def calibrate_checkpoint(directory: str | Path, events: str | list[str], mode: s
     doc["student"]["logit_scale"] = a * old_a
     doc["student"]["logit_bias"] = [float(v) for v in a * old_b + b]
     doc.setdefault("meta", {})["calibration"] = report
-    for name, text in ((CONFIG, json.dumps(doc, indent=2, sort_keys=True)), ("calibration.json", json.dumps(report, indent=2))):
-        tmp = directory / (name + ".tmp")
-        tmp.write_text(text + "\n")
-        tmp.replace(directory / name)
+    write_config(directory, doc)
+    (directory / "calibration.json").write_text(json.dumps(report, indent=2) + "\n")  # a copy for people and the report
     log.info("calibrated %s on %d events (%s): T %.3f, bias %s; accuracy %.3f -> %.3f, NLL %.3f -> %.3f",
              directory, len(y), mode, 1.0 / a, np.round(b, 3).tolist(), report["accuracy_before"],
              report["accuracy_after"], report["nll_before"], report["nll_after"])

@@ -30,12 +30,18 @@ def save_student(model, directory: str | Path, extra_meta: dict | None = None) -
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()
              if not (model.cfg.shared and k.startswith("backbone_yz."))}
     doc = {"student": model.cfg.to_dict(), "meta": extra_meta or {}, "nudistill_version": __version__}
-    tmp_w, tmp_c = directory / (WEIGHTS + ".tmp"), directory / (CONFIG + ".tmp")
+    tmp_w = directory / (WEIGHTS + ".tmp")
     save_file(state, str(tmp_w), metadata={"format": "pt", "student": model.cfg.name})
-    tmp_c.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     tmp_w.replace(directory / WEIGHTS)
-    tmp_c.replace(directory / CONFIG)
+    write_config(directory, doc)
     return directory
+
+
+def write_config(directory: str | Path, doc: dict) -> None:
+    """Write ``doc`` (``student``, ``meta``, ``nudistill_version``) as ``directory/config.json``, by rename."""
+    tmp = Path(directory) / (CONFIG + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    tmp.replace(Path(directory) / CONFIG)
 
 
 def read_config(directory: str | Path) -> dict:

@@ -13,13 +13,13 @@ from nudistill.student.config import DistillConfig
 def run_distill(cfg: DistillConfig, use_ray: bool = False) -> dict:
     """Train ``cfg.student`` into ``cfg.out`` (best checkpoint, last/, metrics.jsonl, distill_config.json), then
     calibrate the best checkpoint on ``cfg.calibration_events`` when given (rerunning a finished run only calibrates)."""
-    import torch
-
     if use_ray or cfg.workers > 1:
         from nudistill.student.ray_train import train_with_ray
 
         result = train_with_ray(cfg)
     else:
+        import torch
+
         from nudistill.student.train import train
 
         if cfg.threads:

@@ -18,10 +18,7 @@ from nudistill.errors import UserError
 
 def nll(y: np.ndarray, logprobs: np.ndarray, temperature: float) -> float:
     """Mean negative log-likelihood of the true class under softmax(logprobs / T)."""
-    z = np.asarray(logprobs, np.float64) / temperature
-    z = z - z.max(1, keepdims=True)
-    logp = z - np.log(np.exp(z).sum(1, keepdims=True))
-    return float(-logp[np.arange(len(y)), y].mean())
+    return metrics.nll(y, np.asarray(logprobs, np.float64) / temperature)
 
 
 def fit_temperature(y: np.ndarray, logprobs: np.ndarray) -> float:
