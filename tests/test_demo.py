@@ -75,6 +75,11 @@ def test_onnx_holds_contract_3(demo_run):
     student = json.loads(meta["student_config"])
     assert calibration["n"] == 256 and student["logit_scale"] == pytest.approx(1 / calibration["temperature"])
     assert student["logit_bias"] == pytest.approx(calibration["bias"]) and calibration["nll_after"] <= calibration["nll_before"]
+    # concepts from the probe fitted on the truth of every simulated event outside the test set (both readouts)
+    probe = json.loads((run / "distill" / "concept_probe.json").read_text())
+    n_fit = sum(pq.read_table(run / "simulate" / s, columns=["event_id"]).num_rows
+                for s in ("train", "train_randomized", "calib", "calib_randomized"))
+    assert student["concept_probe"] == probe["hidden"] == 32 and probe["n"] == n_fit
     latency = json.loads(meta["metrics"])["latency"]  # contract 3: every shipped model carries its certificate
     assert latency and latency["p99_ms"] >= latency["p50_ms"] > 0 and len(latency["samples_ms"]) >= 100
 
@@ -83,6 +88,7 @@ def test_report_has_every_figure(demo_run):
     run, _ = demo_run
     md = (run / "report" / "report.md").read_text()
     assert "## Student calibration" in md and "fitted (bias) on 256 labelled events" in md
+    assert "From the concept probe fitted on the truth concepts of" in md
     for png in ("roc.png", "confusion.png", "reliability.png", "latency.png", "resolution.png", "examples.png",
                 "robustness.png"):
         path = run / "report" / png

@@ -139,6 +139,12 @@ def _markdown(run: Path, figs: dict, summary: dict, metrics: dict, under: dict[s
         lines += ["## Student concepts (AUC against truth)", "",
                   "| " + " | ".join(CONCEPTS) + " | macro |", "|" + "---|" * (len(CONCEPTS) + 1),
                   "| " + " | ".join(_fmt(concept.get(c)) for c in CONCEPTS) + f" | {_fmt(concept.get('macro'))} |", ""]
+        probe = _json(run / "distill" / "concept_probe.json")
+        lines += [f"From the concept probe fitted on the truth concepts of {probe['n']} events "
+                  f"({', '.join(map(str, probe['events']))}; held-out AUC on {probe['held_out']} of them: macro "
+                  f"{_fmt(probe['held_out_auc'].get('macro'))}), in place of the concept head distilled from the "
+                  "teacher's rationales.", ""] if probe else \
+                 ["From the concept head distilled from the teacher's rationales.", ""]
     for title, path in figs.items():
         lines += [f"## {title}", ""]
         lines += [f"![{title}]({path.name})", ""] if path else ["(not available in this run)", ""]

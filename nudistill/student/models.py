@@ -2,7 +2,9 @@
 
 All preprocessing lives in ``forward`` so that the ONNX export carries it (docs/contracts.md, contract 3):
 uint8 ``xz``/``yz`` ``(B, H, W)`` -> float -> noise floor -> isolated-hit filter -> max-pool by ``pool`` -> cosmic tagger
-(through-going muons cleared, :mod:`nudistill.student.cosmic_graph`) -> log scale of the ADC -> CNN.
+(through-going muons cleared, :mod:`nudistill.student.cosmic_graph`) -> log scale of the ADC -> CNN -> neck -> class
+head; concepts from the concept head on the neck or, once fitted on truth (:mod:`nudistill.student.concept_probe`),
+from a probe on the neck and each view's MIP-relative charge spectrum (:mod:`nudistill.student.spectrum`).
 
 Why the isolated-hit filter (after a first 2x max-pool, where it is 5x cheaper): a max-pool by 4 turns one
 noise pixel into a lit 4x4 cell, so 0.3 % noisy pixels lit ~5 % of the pooled map and a student trained at one
@@ -29,6 +31,7 @@ from nudistill.detector import NOISE_FLOOR_DROP, NOISE_FLOOR_LADDER, NOISE_FLOOR
 from nudistill.errors import UserError
 from nudistill.student.cosmic_graph import CosmicTagger
 from nudistill.student.blocks import ConvNormAct, InvertedResidual, make_divisible
+from nudistill.student.spectrum import ChargeSpectrum
 
 # MobileNetV2 stages: (expansion t, channels c, repeats n, first stride s), Sandler et al. 2018, Table 2.
 MBV2_STAGES: tuple[tuple[int, int, int, int], ...] = (
@@ -93,6 +96,10 @@ class StudentConfig:
     """Hidden units of the merged head (0 = linear heads)."""
     dropout: float = 0.1
     """Dropout before the output layers."""
+    concept_probe: int = 0
+    """Hidden units of the concept probe that replaces the distilled concept head once fitted on truth
+    (:mod:`nudistill.student.concept_probe`): a small MLP on the neck's features and each view's MIP-relative
+    charge spectrum (:mod:`nudistill.student.spectrum`). 0: the concept head trained with the class head."""
     logit_scale: float = 1.0
     """Multiplies the class logits: 1/T of the calibration against truth (:mod:`nudistill.student.calibrate`)."""
     logit_bias: tuple[float, ...] = ()
@@ -122,6 +129,8 @@ class StudentConfig:
             raise UserError(f"isolated_filter={self.isolated_filter} must be 0 or divide pool={self.pool}")
         if not 1 <= self.isolated_min_neighbours <= 8:
             raise UserError(f"isolated_min_neighbours={self.isolated_min_neighbours} must lie between 1 and 8")
+        if self.concept_probe < 0:
+            raise UserError(f"concept_probe must not be negative, got {self.concept_probe}")
         if self.width_mult <= 0 or self.stem_stride < 1:
             raise UserError("width_mult must be positive and stem_stride >= 1")
 
@@ -221,12 +230,24 @@ class TwoViewStudent(nn.Module):
             self.neck = nn.Dropout(cfg.dropout)
         self.class_head = nn.Linear(feat, len(cfg.classes))
         self.concept_head = nn.Linear(feat, len(cfg.concepts))
+        self.spectrum: ChargeSpectrum | None = None
+        self.probe: nn.Sequential | None = None
+        if cfg.concept_probe:
+            self.attach_concept_probe(cfg.concept_probe)
         self.tagger = CosmicTagger(cfg.height // cfg.pool, cfg.width // cfg.pool, pool=cfg.cosmic_tagger) \
             if cfg.cosmic_tagger else None
         self.floor = NoiseFloor() if cfg.noise_floor else None
         self.calibrated = cfg.logit_scale != 1.0 or any(cfg.logit_bias)
         bias = torch.tensor(cfg.logit_bias or [0.0] * len(cfg.classes), dtype=torch.float32)
         self.register_buffer("logit_bias", bias, persistent=False)  # set by calibration, kept in config.json
+
+    def attach_concept_probe(self, hidden: int) -> None:
+        """Add a concept probe of ``hidden`` units (untrained: :mod:`nudistill.student.concept_probe` fits it); its
+        outputs replace the concept head's, and ``cfg.concept_probe`` records it."""
+        self.cfg.concept_probe = hidden
+        self.spectrum = ChargeSpectrum(self.cfg.height // self.cfg.pool, self.cfg.width // self.cfg.pool)
+        self.probe = nn.Sequential(nn.Linear(self.class_head.in_features + 2 * ChargeSpectrum.dim, hidden), nn.ReLU(),
+                                   nn.Linear(hidden, len(self.cfg.concepts)))
 
     def pooled(self, views: torch.Tensor) -> torch.Tensor:
         """uint8 (V, H, W) -> float (V, 1, H/pool, W/pool) ADC counts: isolated hits removed, max-pooled."""
@@ -244,17 +265,27 @@ class TwoViewStudent(nn.Module):
             x = x * (x >= floor).to(x.dtype)
         return x
 
-    def forward(self, xz: torch.Tensor, yz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, xz: torch.Tensor, yz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The neck's features (B, hidden) and, with a concept probe, both views' charge spectra (B, 2 * dim)."""
         b = xz.shape[0]
         x = torch.cat([self.pooled(xz), self.pooled(yz)], 0)  # (2B, 1, h, w): both views as one batch
         if self.tagger is not None:
             x = self.tagger(x)
+        spectra = None
+        if self.spectrum is not None:
+            s = self.spectrum(x)  # (2B, dim) on ADC counts, before the log scale
+            spectra = torch.cat([s[:b], s[b:]], 1)
         x = scale_adc(x, self.cfg.scale)
         # one call per view even with shared weights: as one batch of 2B, int8 quantization gives both views one
         # set of activation ranges, and its agreement with fp32 fell from >= 0.98 to 0.977 (tests/test_export.py)
         f = torch.cat([self.backbone_xz(x[:b]), self.backbone_yz(x[b:])], dim=1)
-        h = self.neck(f)  # (B, hidden)
+        return self.neck(f), spectra  # (B, hidden)
+
+    def forward(self, xz: torch.Tensor, yz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h, spectra = self.encode(xz, yz)
         logits = self.class_head(h)
         if self.calibrated:  # two nodes in the graph, none for an uncalibrated student
             logits = logits * self.cfg.logit_scale + self.logit_bias
+        if self.probe is not None:
+            return logits, self.probe(torch.cat([h, spectra], 1))
         return logits, self.concept_head(h)

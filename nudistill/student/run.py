@@ -12,7 +12,8 @@ from nudistill.student.config import DistillConfig
 
 def run_distill(cfg: DistillConfig, use_ray: bool = False) -> dict:
     """Train ``cfg.student`` into ``cfg.out`` (best checkpoint, last/, metrics.jsonl, distill_config.json), then
-    calibrate the best checkpoint on ``cfg.calibration_events`` when given (rerunning a finished run only calibrates)."""
+    calibrate the best checkpoint on ``cfg.calibration_events`` and fit its concept probe on ``cfg.concept_events``
+    when given (rerunning a finished run only does these two)."""
     if use_ray or cfg.workers > 1:
         from nudistill.student.ray_train import train_with_ray
 
@@ -30,4 +31,10 @@ def run_distill(cfg: DistillConfig, use_ray: bool = False) -> dict:
 
         result["calibration"] = calibrate_checkpoint(cfg.out, cfg.calibration_events, cfg.calibration,
                                                      batch_size=cfg.batch_size, skip_bad_files=cfg.skip_bad_files)
+    if cfg.concept_events:
+        from nudistill.student.concept_probe import fit_concept_probe
+
+        result["concept_probe"] = fit_concept_probe(cfg.out, cfg.concept_events, cfg.concept_probe,
+                                                    batch_size=cfg.batch_size, skip_bad_files=cfg.skip_bad_files,
+                                                    seed=cfg.seed)
     return result
