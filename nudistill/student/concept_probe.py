@@ -2,7 +2,7 @@
 
 The distilled concept head learns what the teacher's rationales say, and they name a proton in every event
 and a pion in almost none (README, "Concepts"), so it ranks ``proton_stub`` and ``pion_track`` at chance. Its
-input lacks the evidence too: a linear probe on the neck ranks protons at 0.58, for the charge per pixel
+input lacks the evidence too: a linear probe on the neck ranks protons at 0.59, for the charge per pixel
 that tells a Bragg peak or a 1.3-MIP pion from a muon is not what the class term needs. Labelled simulation,
 which every experiment has, supplies both: after training, a small MLP (one hidden layer) is fitted on the
 truth concepts of labelled events, over the frozen neck features and each view's MIP-relative charge spectrum
