@@ -10,7 +10,7 @@ truth concepts of labelled events, over the frozen neck features and each view's
 class outputs do not change.
 
 Measured on the default demo's student (500 test events; README): fitted on 4,600 truth-labelled events the
-probe ranks protons at 0.99 and pions at 0.81 (macro 0.96); on the 600 calibration events alone, pions 0.70-0.74.
+probe ranks protons at 0.99 and pions at 0.78 (macro 0.95); on the 600 calibration events alone, pions 0.70-0.74.
 """
 
 from __future__ import annotations
