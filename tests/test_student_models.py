@@ -130,3 +130,25 @@ def test_isolated_filter_must_divide_the_pool():
     with pytest.raises(UserError, match="isolated_filter"):
         create_student("lean_pool4", isolated_filter=3)
     assert create_student("lean_pool4").cfg.isolated_filter == 2
+
+
+@pytest.mark.parametrize("shape,k", [((3, 1, 64, 48), 2), ((2, 1, 33, 34), 2), ((2, 1, 64, 64), 4)])
+def test_uint8_max_pool_is_the_float_one(shape, k):
+    """The front end pools uint8 before the cast (two element-wise maxima by 2): the same values as casting first."""
+    from nudistill.student.models import max_pool_uint8
+
+    x = torch.from_numpy(np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8))
+    got = max_pool_uint8(x, k, shape[-2], shape[-1])
+    assert got.dtype == torch.float32
+    assert torch.equal(got, torch.nn.functional.max_pool2d(x.float(), k))
+
+
+@pytest.mark.parametrize("scale", ["log", "sqrt", "linear"])
+def test_adc_scale_by_table_is_the_formula(scale):
+    """The look-up the graph uses gives scale_adc exactly on every ADC count."""
+    from nudistill.student.models import scale_adc, scale_by_table
+
+    table = scale_adc(torch.arange(256, dtype=torch.float32), scale).view(1, -1)
+    x = torch.from_numpy(np.random.default_rng(2).integers(0, 256, (4, 1, 16, 24))).float()
+    assert torch.equal(scale_by_table(x, table), scale_adc(x, scale))
+    assert torch.equal(create_student("lean_pool4", scale=scale).adc_table, table)

@@ -48,7 +48,6 @@ class CosmicTagger(nn.Module):
         self.register_buffer("cell", cell, persistent=False)  # accumulator cell of each (pixel, angle) in its map
         cells = n_theta * self.n_rho
         self.register_buffer("tie", torch.arange(cells - 1, -1, -1, dtype=torch.float32), persistent=False)
-        self.register_buffer("rho3", torch.ones(1, 1, 1, 3), persistent=False)  # votes summed over 3 rho bins
         self.register_buffer("cos", theta.cos().float(), persistent=False)
         self.register_buffer("sin", theta.sin().float(), persistent=False)
         steps = torch.arange(-diag, diag + 1, dtype=torch.float32)
@@ -58,8 +57,9 @@ class CosmicTagger(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w, k, n_rho = self.h, self.w, self.k, self.n_rho
         lit = (x > 0).float()
-        if self.pool > 1:  # an edge cell's share is of the pixels it has (ceil_mode)
-            lit = F.avg_pool2d(lit, self.pool, ceil_mode=True) >= 0.5  # (V, 1, h, w)
+        if self.pool > 1:  # an edge cell's share is of the pixels it has (ceil_mode: 3x slower in ORT, so only then)
+            uneven = self.height % self.pool or self.width % self.pool
+            lit = F.avg_pool2d(lit, self.pool, ceil_mode=bool(uneven)) >= 0.5  # (V, 1, h, w)
         lit = lit.float().flatten(1)  # (V, h*w)
         # Hough votes: one scatter-add of every (lit pixel, angle) into its map's accumulator
         idx = torch.nonzero(lit)  # (N, 2): map, pixel
@@ -67,7 +67,8 @@ class CosmicTagger(nn.Module):
         at = self.cell[idx[:, 1]] + idx[:, :1] * cells  # (N, T)
         acc = torch.zeros_like(lit[:, :1]).expand(-1, cells).flatten()
         acc = acc.scatter_add(0, at.flatten(), torch.ones_like(at, dtype=acc.dtype).flatten())
-        acc = F.conv2d(acc.reshape(-1, 1, self.n_theta, n_rho), self.rho3, padding=(0, 1))  # (V, 1, T, R)
+        acc = F.pad(acc.reshape(-1, 1, self.n_theta, n_rho), (1, 1))  # summed over 3 rho bins: as adds,
+        acc = acc[..., :-2] + acc[..., 1:-1] + acc[..., 2:]  # (V, 1, T, R); 2.5x faster in ORT than a 1x3 conv
         peak = (acc * (acc == F.max_pool2d(acc, 5, 1, 2)).float()).flatten(1)  # (V, T*R) local maxima
         # ties (a plateau of equal votes) go to the lower cell, in torch and in ONNX Runtime alike: the votes
         # are integers, so votes * cells + (cells - 1 - cell) is exact in float32 below 2^24 / cells votes
