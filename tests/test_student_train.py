@@ -39,10 +39,13 @@ def small(sim_table_64, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def overfit(small, tmp_path_factory):
-    """A student trained to memorise the 32 events (no augmentation, no held-out split to speak of)."""
+    """A student trained to memorise the 32 events (no augmentation, no held-out split to speak of).
+
+    40 epochs: with the default's lighter second stage (a59275c) 30 left concept macro AUC at 0.890 (0.948 with the
+    old stages); 40 give 0.953 (0.966), accuracy 1.0 in both."""
     events, labels = small
     out = tmp_path_factory.mktemp("overfit")
-    train(dict(events=str(events), labels=str(labels), out=str(out), epochs=30, lr=1e-2, alpha=0.0,
+    train(dict(events=str(events), labels=str(labels), out=str(out), epochs=40, lr=1e-2, alpha=0.0,
                hard_labels="truth", concept_source="truth", val_fraction=0.01, augment=False, **TINY))
     return out
 
