@@ -35,6 +35,7 @@ class CosmicTagger(nn.Module):
         super().__init__()
         h, w = -(-height // pool), -(-width // pool)  # a partial cell at the edge counts (ceil)
         self.height, self.width = height, width
+        self.uneven = bool(height % pool or width % pool)  # partial edge cells: ceil_mode, 3x slower in ORT
         self.pool, self.h, self.w, self.k, self.n_theta = pool, h, w, candidates, n_theta
         self.z_tol, self.border_tol = float(z_tol), float(border_tol)
         self.min_len = max(5, int(min_frac * min(h, w)))
@@ -57,9 +58,8 @@ class CosmicTagger(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w, k, n_rho = self.h, self.w, self.k, self.n_rho
         lit = (x > 0).float()
-        if self.pool > 1:  # an edge cell's share is of the pixels it has (ceil_mode: 3x slower in ORT, so only then)
-            uneven = self.height % self.pool or self.width % self.pool
-            lit = F.avg_pool2d(lit, self.pool, ceil_mode=bool(uneven)) >= 0.5  # (V, 1, h, w)
+        if self.pool > 1:  # an edge cell's share is of the pixels it has
+            lit = F.avg_pool2d(lit, self.pool, ceil_mode=self.uneven) >= 0.5  # (V, 1, h, w)
         lit = lit.float().flatten(1)  # (V, h*w)
         # Hough votes: one scatter-add of every (lit pixel, angle) into its map's accumulator
         idx = torch.nonzero(lit)  # (N, 2): map, pixel
