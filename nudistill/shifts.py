@@ -122,6 +122,7 @@ SUITE: dict[str, Shift] = {
     "noise_hits 1%": noise_hits(1e-2),
     "noise_rms 2 (threshold 4)": noise_rms(2.0, 4.0),
     "noise_rms 3 (threshold 4)": noise_rms(3.0, 4.0),  # suppression at 1.3 sigma: 9 % of empty pixels lit
+    "noise_rms 3 (threshold 5.25)": noise_rms(3.0, 5.25),  # 1.75 sigma, just under the noise floor's 6 ADC level
     "noise_rms 4 (threshold 8)": noise_rms(4.0, 8.0),
     "blips 30": blips(30.0),
     "dead_channels 5%": dead_channels(0.05),

@@ -35,6 +35,7 @@ def test_help_explains_every_option(verb):
     (["distill", "--out", "o"], "--events is required"),
     (["distill", "--events", "e", "--labels", "l", "--out", "o", "--detector-prob", "1.5"], "--detector-prob must lie between 0 and 1"),
     (["demo", "--robustness-events", "0"], "--robustness-events must be at least 1"),
+    (["demo", "--student-alpha", "1.5"], "--student-alpha must lie between 0 and 1"),
     (["simulate", "--config", "/nonexistent/config.json"], "--config /nonexistent/config.json: cannot read it"),
     (["report", "/nonexistent/run"], "no evaluate/predictions.npz"),
 ])

@@ -110,7 +110,7 @@ def test_reference_masking_changes_only_rows_that_see_no_image(tiny_dir, teacher
 
 
 def test_prompt_version_enters_the_teacher_id(teacher, monkeypatch):
-    assert PROMPT_VERSION == "lartpc-2view-v7"
+    assert PROMPT_VERSION == "lartpc-2view-v8"
     digests = ("w", "")
     now = teacher_id(teacher.spec, teacher.prompt, None, digests)
     monkeypatch.setattr("nudistill.teacher.spec.PROMPT_VERSION", "lartpc-2view-v4")

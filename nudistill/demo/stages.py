@@ -100,7 +100,8 @@ def label(run: Path, cfg: DemoConfig, done: dict) -> dict:
 
 
 def distill(run: Path, cfg: DemoConfig, done: dict) -> dict:
-    """Distil the teacher's soft labels and rationale concepts into the default student, then calibrate its class
+    """Distil the teacher's soft labels and rationale concepts into the default student (with the train events'
+    truth as the hard target, weighted 1 - ``student_alpha``), then calibrate its class
     scores on the held-out calibration events against truth (as the teacher's) and fit its concept probe on the
     truth concepts of every simulated event outside the test set (train and calibration, both readouts)."""
     from nudistill.student.config import DistillConfig
@@ -111,6 +112,7 @@ def distill(run: Path, cfg: DemoConfig, done: dict) -> dict:
     calib = sim.get("student_calib", [sim["calib"]])  # a run simulated before calib_randomized existed: nominal only
     result = run_distill(DistillConfig(events=sim["train"], labels=done["label"]["dir"], out=str(run / "distill"),
                                        student=cfg.student or DEFAULT_STUDENT, epochs=cfg.student_epochs,
+                                       alpha=cfg.student_alpha, hard_labels="truth",
                                        calibration_events=calib, concept_events=list(dict.fromkeys(
                                            [sim["train"], sim.get("teacher_train", sim["train"]), *calib]))))
     return {"dir": str(run / "distill"), **{k: v for k, v in result.items() if isinstance(v, (int, float, str))}}

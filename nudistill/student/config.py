@@ -37,7 +37,9 @@ class DistillConfig:
     the last step's weights (0 = off; 0.98 averages over ~50 steps). On the default demo's labels 0.98 gave 0.896
     test accuracy against 0.904 without (README)."""
     alpha: float = 1.0
-    """Weight of the soft-target KL term; 1 - alpha weighs the hard-label CE."""
+    """Weight of the soft-target KL term; 1 - alpha weighs the hard-label CE. Where the events carry truth (the
+    simulation the teacher was fine-tuned on), ``--alpha 0.5 --hard-labels truth`` learns both targets, as the
+    demo does (README, "Student loss"); real data has no truth, so the default distils the teacher alone."""
     temperature: float = 2.0
     """Distillation temperature T."""
     concept_weight: float = 2.0

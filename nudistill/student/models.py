@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from nudistill import CLASSES, CONCEPTS
-from nudistill.detector import NOISE_FLOOR_DROP, NOISE_FLOOR_LADDER, NOISE_FLOOR_OCCUPANCY
+from nudistill.detector import NOISE_FLOOR_DROP, NOISE_FLOOR_DROP_TWO, NOISE_FLOOR_LADDER, NOISE_FLOOR_OCCUPANCY
 from nudistill.errors import UserError
 from nudistill.student.cosmic_graph import CosmicTagger
 from nudistill.student.blocks import ConvNormAct, InvertedResidual, make_divisible
@@ -195,7 +195,9 @@ class NoiseFloor(nn.Module):
         cap = NOISE_FLOOR_OCCUPANCY * ((h + 7) // 8) * ((w + 7) // 8)
         lit = (sub >= self.levels).to(sub.dtype).sum((2, 3), keepdim=True)  # (V, L, 1, 1): every level in one pass
         below, above = lit[:, :-1], lit[:, 1:]
-        noise = ((below > cap) & ((below > NOISE_FLOOR_DROP * above) | (below == above))).to(sub.dtype)  # (V, L-1,..)
+        two_up = torch.cat([lit[:, 2:], lit[:, -1:]], 1)  # the count two levels up (the last step: one)
+        steep = (below > NOISE_FLOOR_DROP * above) | (below == above) | (below > NOISE_FLOOR_DROP_TWO * two_up)
+        noise = ((below > cap) & steep).to(sub.dtype)  # (V, L-1, 1, 1)
         raised = (torch.cumsum(1.0 - noise, dim=1) == 0).to(sub.dtype)  # every level below passed too
         return (raised * self.steps).sum(1, keepdim=True)  # few nodes: each costs ORT a dispatch
 

@@ -23,13 +23,14 @@ from nudistill import CLASSES
 from nudistill.errors import UserError
 from nudistill.pooling import pool_views
 
-PROMPT_VERSION = "lartpc-2view-v7"
+PROMPT_VERSION = "lartpc-2view-v8"
 """Bump when any text below, the layout of the turn, or what the views look like on the way in changes: it
 enters the teacher id. v3: views pass an isolated-hit filter before pooling (:func:`pool_views`). v4: the
 context leads the user turn, before the images (it used to follow them), and text before the first image is
 kept out of cross-attention as in Meta's reference (:mod:`.xattn`). v5: through-going cosmic muons are cleared
 from the views (:func:`pool_views`). v6: the views are shown in charge colours (:func:`charge_rgb`), not grey. v7: a map lit densely by noise has
-its floor raised (:func:`pool_views`)."""
+its floor raised (:func:`pool_views`). v8: the floor also rises where the lit pixels fall steeply over two
+levels of its ladder (a readout threshold just under one; :data:`nudistill.detector.NOISE_FLOOR_DROP_TWO`)."""
 
 CONTEXT = (
     "You read neutrino events in a liquid argon time projection chamber (LArTPC). "
