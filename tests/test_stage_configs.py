@@ -154,3 +154,12 @@ def test_cli_and_ray_job_train_the_same_checkpoint(tmp_path):
     for name in a:
         np.testing.assert_allclose(a[name], b[name], rtol=0, atol=1e-6, err_msg=name)
     assert (tmp_path / "job" / "model.onnx").is_file()
+
+
+def test_demo_names_the_settings_a_finished_stage_ran_with_when_they_changed():
+    from nudistill.demo.runner import changed_settings
+
+    now = {"out": "runs/b", "student_epochs": 8, "student_alpha": 0.5, "seed": 0}
+    assert changed_settings({"out": "runs/a", "student_epochs": 8, "student_alpha": 0.5, "seed": 0}, now) == ""
+    assert changed_settings({"out": "runs/a", "student_epochs": 10, "seed": 0}, now) == \
+        "student_epochs 10 (now 8), student_alpha unset (now 0.5)"

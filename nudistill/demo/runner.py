@@ -29,8 +29,11 @@ def run_demo(cfg: DemoConfig) -> dict:
         name = stage.__name__
         marker = run / name / DONE
         if marker.is_file():
-            done[name] = json.loads(marker.read_text())["result"]
-            say(f"[{k}/{len(STAGES)}] {name:<10} done earlier, skipped")
+            record = json.loads(marker.read_text())
+            done[name] = record["result"]
+            changed = changed_settings(record.get("config", {}), config_dict(cfg))
+            say(f"[{k}/{len(STAGES)}] {name:<10} done earlier, skipped" + (
+                f" (it ran with {changed}; delete {run / name} and the stages after it to redo them)" if changed else ""))
             continue
         say(f"[{k}/{len(STAGES)}] {name:<10} ...")
         t0 = time.perf_counter()
@@ -49,6 +52,14 @@ def run_demo(cfg: DemoConfig) -> dict:
     say(final_table(summary))
     say(f"report: {run / 'report' / 'report.md'}")
     return summary
+
+
+def changed_settings(then: dict, now: dict) -> str:
+    """The demo settings a finished stage ran with that differ from this run's ("" when none); ``out`` is
+    left out (a moved run directory is the same run)."""
+    diff = [f"{key} {then.get(key, 'unset')} (now {now[key]})" for key in now
+            if key != "out" and then.get(key, "unset") != now[key]]
+    return ", ".join(diff)
 
 
 def final_summary(done: dict) -> dict:
