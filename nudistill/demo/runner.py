@@ -24,6 +24,7 @@ def run_demo(cfg: DemoConfig) -> dict:
     run.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run / "demo_config.json")
     done: dict = {}
+    told = False  # changed settings are named once, at the first finished stage that ran with others
     t_start = time.perf_counter()
     for k, stage in enumerate(STAGES, 1):
         name = stage.__name__
@@ -31,9 +32,11 @@ def run_demo(cfg: DemoConfig) -> dict:
         if marker.is_file():
             record = json.loads(marker.read_text())
             done[name] = record["result"]
-            changed = changed_settings(record.get("config", {}), config_dict(cfg))
+            changed = "" if told else changed_settings(record.get("config", {}), config_dict(cfg))
+            told = told or bool(changed)
             say(f"[{k}/{len(STAGES)}] {name:<10} done earlier, skipped" + (
-                f" (it ran with {changed}; delete {run / name} and the stages after it to redo them)" if changed else ""))
+                f" (finished stages ran with {changed}; delete {run}/<stage> of each stage to redo with this run's)"
+                if changed else ""))
             continue
         say(f"[{k}/{len(STAGES)}] {name:<10} ...")
         t0 = time.perf_counter()
