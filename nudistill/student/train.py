@@ -150,8 +150,7 @@ def _loaders(cfg: DistillConfig, spec: DataSpec, index, hooks: Hooks, device: to
             "val": torch.utils.data.DataLoader(DistillDataset(spec, index, "val", None, 0, **shard), **kw)}
 
 
-def _train_epoch(model, opt, ema, loaders, weights, epoch, steps, cfg, device, hooks,
-                 stash: BatchStash | None = None) -> dict:
+def _train_epoch(model, opt, ema, loaders, weights, epoch, steps, cfg, device, hooks, stash: BatchStash) -> dict:
     """One epoch of ``steps`` optimiser steps (``ema`` follows each); returns mean loss parts and the last learning
     rate. Every batch is offered to ``stash`` (on the host) for BatchNorm recalibration."""
     model.train()
@@ -164,8 +163,7 @@ def _train_epoch(model, opt, ema, loaders, weights, epoch, steps, cfg, device, h
         lr = _lr(cfg, epoch * steps + step, cfg.epochs * steps, steps)
         for group in opt.param_groups:
             group["lr"] = lr
-        if stash is not None:
-            stash.offer(batch)
+        stash.offer(batch)
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         logits, concepts = model(batch["xz"], batch["yz"])
         loss, parts = distill_loss(logits, concepts, batch, weights)
@@ -192,7 +190,7 @@ class BatchStash:
     Past ``max_bytes`` it keeps nothing and :meth:`source` hands back the loader.
     """
 
-    def __init__(self, want: int, max_bytes: int = BN_STASH_BYTES):
+    def __init__(self, want: int, max_bytes: int):  # no default: train_loop reads BN_STASH_BYTES when it runs
         self.want, self.max_bytes = want, max_bytes
         self.batches: list[dict[str, torch.Tensor]] = []
         self.bytes, self.overflow = 0, False
